@@ -1,0 +1,63 @@
+# chestfs — see README.md. `make demo` mounts the bundled test image; `make test` runs every test.
+GO        ?= go
+BIN       ?= bin/chestfs
+PKGS      := ./...
+# Test images are built once per run and shared by the packages that compare with the kernel.
+TESTIMG   ?= $(CURDIR)/.testimg
+TESTFLAGS ?= -count=1 -timeout 25m
+
+.PHONY: all build setup setup-apt setup-npm demo demo-keyfile test vet fuzz bench bench-xts bench-mount bench-blob bench-pack testdata clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/chestfs
+
+# Everything the tests need on a fresh Debian machine (root): the real cryptsetup, e2fsprogs and fuse3
+# that make and check the images, and Azurite (npm) for the blob tests.
+setup: setup-apt setup-npm
+
+setup-apt:
+	@missing=""; for c in cryptsetup:cryptsetup-bin mkfs.ext4:e2fsprogs fusermount3:fuse3 setfattr:attr openssl:openssl getfacl:acl; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+setup-npm:
+	@if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then npm ci --prefix tools/azurite --no-audit --no-fund; fi
+
+demo: build
+	./scripts/demo.sh
+
+demo-keyfile: build
+	./scripts/demo.sh --key-file
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: setup vet
+	mkdir -p $(TESTIMG)
+	CHESTFS_TESTIMG_DIR=$(TESTIMG) $(GO) test $(TESTFLAGS) $(PKGS)
+
+# Coverage-guided fuzzing of every parser, FUZZTIME each (the seed corpora also run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./xts/ ./blockdev/...
+
+bench-xts:
+	./xts/bench.sh
+
+testdata:
+	./testdata/mkdemo.sh
+
+clean:
+	rm -rf bin $(TESTIMG)

@@ -1,0 +1,51 @@
+// Command chestfs mounts an encrypted ext4 image (a local file or an Azure
+// blob) read-only through FUSE, in one unprivileged process.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// commands is filled by the init functions of the files that define them, so
+// that each command lives in a file of its own.
+var commands []*cli.Command
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "chestfs",
+		Usage: "mount an encrypted ext4 image (LUKS2, LUKS1, plain dm-crypt) read-only, unprivileged",
+		Description: "chestfs reads a LUKS-encrypted ext4 image from a local file or Azure Blob Storage,\n" +
+			"decrypts it in process and serves it read-only through FUSE. No dm-crypt, no loop device,\n" +
+			"no CAP_SYS_ADMIN: only /dev/fuse and fusermount3.",
+		Commands:             commands,
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
+			return fmt.Errorf("usage: %w (see '%s --help')", err, c.Command.HelpName)
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "chestfs: "+oneLine(err))
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) && ec.ExitCode() != 0 {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// oneLine keeps every failure to a single line on stderr.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chestfs/chestfs/blockdev"
+	"github.com/chestfs/chestfs/blockdev/luks"
+	"github.com/chestfs/chestfs/ext4"
+)
+
+func init() {
+	commands = append(commands,
+		&cli.Command{
+			Name:      "decrypt",
+			Usage:     "write the plaintext volume to OUTFILE (like cryptsetup open + dd; sparse)",
+			ArgsUsage: "SOURCE OUTFILE",
+			Flags:     openFlags(),
+			Action:    decryptCmd,
+		},
+		&cli.Command{
+			Name:      "inspect",
+			Usage:     "show the LUKS header (no key needed) and, with a key, the filesystem's figures",
+			ArgsUsage: "SOURCE",
+			Flags:     append(openFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+			Action:    inspectCmd,
+		},
+	)
+}
+
+func decryptCmd(c *cli.Context) error {
+	a, err := args(c, "SOURCE", "OUTFILE")
+	if err != nil {
+		return err
+	}
+	o, err := openVolume(c.Context, c, a[0])
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	if o.vol == o.src {
+		return errors.New("the source is not encrypted: nothing to decrypt")
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(a[1]), "."+filepath.Base(a[1])+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := copySparse(c, tmp, o.vol); err != nil {
+		return fmt.Errorf("decrypt: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), a[1])
+}
+
+// copySparse copies a volume, leaving holes where whole 4 KiB blocks are zero.
+func copySparse(c *cli.Context, w *os.File, vol blockdev.Volume) error {
+	buf := make([]byte, 4<<20)
+	zero := make([]byte, 4096)
+	size := vol.Size()
+	for off := int64(0); off < size; {
+		if err := c.Context.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), size-off)
+		if _, err := vol.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF)) {
+			return err
+		}
+		for i := int64(0); i < n; i += 4096 {
+			end := min(i+4096, n)
+			if bytes.Equal(buf[i:end], zero[:end-i]) {
+				continue
+			}
+			if _, err := w.WriteAt(buf[i:end], off+i); err != nil {
+				return err
+			}
+		}
+		off += n
+	}
+	return w.Truncate(size)
+}
+
+func inspectCmd(c *cli.Context) error {
+	a, err := args(c, "SOURCE")
+	if err != nil {
+		return err
+	}
+	out := map[string]any{}
+	src, closers, err := openSource(c.Context, c, a[0])
+	if err != nil {
+		return err
+	}
+	probe := src
+	if h := c.String("header"); h != "" {
+		f, err := blockdev.OpenFile(h)
+		if err != nil {
+			closeAll(closers)
+			return fmt.Errorf("header: %w", err)
+		}
+		closers = append(closers, f)
+		probe = f
+	}
+	var hdr *luks.Header
+	if luks.IsLUKS(probe) {
+		hdr, err = luks.ReadHeader(probe)
+		if err != nil {
+			closeAll(closers)
+			return err
+		}
+		out["luks"] = hdr
+	}
+	closeAll(closers)
+	withKey := c.IsSet("key-file") || c.IsSet("key-hex") || c.IsSet("skr")
+	if withKey || hdr == nil {
+		o, fsys, err := openFS(c.Context, c, a[0])
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		out["ext4"] = fsys.Statfs()
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if hdr != nil {
+		if err := hdr.WriteText(os.Stdout); err != nil {
+			return err
+		}
+	}
+	if s, ok := out["ext4"].(ext4.Statfs); ok {
+		fmt.Printf("ext4 filesystem:\n")
+		fmt.Printf("\tblock size:   %d\n", s.BlockSize)
+		fmt.Printf("\tblocks:       %d (%d free, %d available)\n", s.Blocks, s.BFree, s.BAvail)
+		fmt.Printf("\tinodes:       %d (%d free)\n", s.Files, s.FFree)
+		fmt.Printf("\tname length:  %d\n", s.NameLen)
+	}
+	return nil
+}
+
+func closeAll(cs []io.Closer) {
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i].Close()
+	}
+}
