@@ -2,10 +2,15 @@
 // plain IVs) and AES-CBC (plain64, plain, essiv:sha256), in runs of whole
 // sectors per call so that the AES-XTS path can pipeline many blocks.
 //
-// On amd64 the XTS path uses AES-NI (and VAES/AVX-512 where present) in
-// assembly; elsewhere, with the build tag purego, or with the environment
-// variable CHESTFS_XTS=generic set at start-up, it uses portable Go built on
-// crypto/aes.
+// AES-XTS on amd64 runs in assembly, picked once at start-up from the CPU's
+// features: VAES on zmm registers (AVX-512), VAES on ymm registers (AVX2, e.g.
+// AMD Zen 3), or AES-NI on xmm registers. Elsewhere, with AES-192 keys, with
+// the build tag purego, or with CHESTFS_XTS=generic in the environment, it
+// runs portable Go on crypto/aes. CHESTFS_XTS=aesni or =vaes256 caps the
+// choice at that path. XTS.Implementation reports the path in use. Parallel
+// spreads long runs over several cores.
+//
+// AES-CBC uses crypto/cipher's CBC mode (itself assembly on common CPUs).
 package xts
 
 import (
@@ -127,8 +132,8 @@ func inexactOverlap(x, y []byte) bool {
 // crypto/cipher CBC object (its assembly pipelines CBC decryption) and
 // resets its IV per sector.
 type cbcCipher struct {
-	block cipher.Block
-	essiv cipher.Block // nil unless essiv
+	block   cipher.Block
+	essiv   cipher.Block // nil unless essiv
 	plain32 bool
 }
 

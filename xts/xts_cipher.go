@@ -59,12 +59,13 @@ func (x *XTS) crypt(dst, src []byte, unitSize int, n uint64, decrypt bool) {
 	x.cryptAsm(dst, src, unitSize, n, decrypt)
 }
 
-// Implementation names which code path x uses: "generic", "aesni" or "vaes".
+// Implementation names the code path x uses: "generic", "aesni", "vaes256"
+// or "vaes512".
 func (x *XTS) Implementation() string {
 	if x.generic {
 		return "generic"
 	}
-	return x.asm.impl()
+	return x.asm.implName()
 }
 
 // cryptGeneric is the portable path: crypto/aes per block, the tweak kept in

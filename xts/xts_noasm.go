@@ -1,4 +1,4 @@
-
+//go:build !amd64 || purego
 
 package xts
 
@@ -7,7 +7,7 @@ type asmKeys struct{}
 
 func (x *XTS) initAsm(key []byte) {}
 
-func (a *asmKeys) impl() string { return "generic" }
+func (a *asmKeys) implName() string { return "generic" }
 
 func (x *XTS) cryptAsm(dst, src []byte, sectorSize int, n uint64, decrypt bool) {
 	x.cryptGeneric(dst, src, sectorSize, n, decrypt)

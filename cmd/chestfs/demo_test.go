@@ -93,8 +93,10 @@ func TestFailuresAreOneLine(t *testing.T) {
 	}
 	// The key must never appear in an error.
 	key, _ := os.ReadFile(demoKey)
-	r := run(t, "ls", "--key-hex", fmtHex(key)+"00", demoImg)
-	if r.code == 0 || strings.Contains(r.stderr, fmtHex(key)) {
+	bad := append([]byte(nil), key...)
+	bad[0] ^= 1
+	r := run(t, "ls", "--key-hex", fmtHex(bad), demoImg)
+	if r.code == 0 || strings.Contains(r.stderr, fmtHex(bad)) || strings.Contains(r.stderr, fmtHex(key)) {
 		t.Errorf("wrong hex key: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

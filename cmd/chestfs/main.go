@@ -17,6 +17,14 @@ import (
 var commands []*cli.Command
 
 func newApp() *cli.App {
+	usageError := func(c *cli.Context, err error, isSub bool) error {
+		return fmt.Errorf("usage: %w (see '%s --help')", err, c.Command.HelpName)
+	}
+	for _, cmd := range commands {
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = usageError
+		}
+	}
 	return &cli.App{
 		Name:  "chestfs",
 		Usage: "mount an encrypted ext4 image (LUKS2, LUKS1, plain dm-crypt) read-only, unprivileged",
@@ -26,10 +34,8 @@ func newApp() *cli.App {
 		Commands:             commands,
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
-		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
-			return fmt.Errorf("usage: %w (see '%s --help')", err, c.Command.HelpName)
-		},
-		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:         usageError,
+		ExitErrHandler:       func(*cli.Context, error) {},
 	}
 }
 

@@ -170,4 +170,3 @@ func displaySource(source string) string {
 	}
 	return source
 }
-

@@ -28,7 +28,7 @@ var volumeFlags = []cli.Flag{
 	&cli.StringFlag{Name: "header", Category: "Volume", Usage: "detached LUKS header `FILE`"},
 	&cli.BoolFlag{Name: "plain", Category: "Volume", Usage: "no header: plain dm-crypt; the key bytes are the volume key"},
 	&cli.StringFlag{Name: "cipher", Category: "Volume", Value: "aes-xts-plain64", Usage: "plain dm-crypt cipher"},
-	&cli.IntFlag{Name: "key-size", Category: "Volume", Value: 512, Usage: "plain dm-crypt key size in `BITS`"},
+	&cli.IntFlag{Name: "key-size", Category: "Volume", Value: 256, Usage: "plain dm-crypt key size in `BITS` (cryptsetup's default 256 uses the first 32 key bytes)"},
 	&cli.IntFlag{Name: "sector-size", Category: "Volume", Value: 512, Usage: "plain dm-crypt sector size (512|1024|2048|4096)"},
 	&cli.Uint64Flag{Name: "offset", Category: "Volume", Usage: "plain dm-crypt data offset in 512-byte `SECTORS`"},
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -274,5 +273,3 @@ func extractCmd(c *cli.Context) error {
 	fmt.Fprintf(os.Stderr, "extracted %d entries to %s in %s\n", n, a[1], time.Since(start).Round(time.Millisecond))
 	return nil
 }
-
-var _ fs.FS = (*ext4.FS)(nil)

@@ -26,7 +26,7 @@ import (
 
 // version is bumped whenever the content or build steps change, so that
 // images cached in CHESTFS_TESTIMG_DIR are rebuilt.
-const version = "3"
+const version = "6"
 
 // Variant names one image flavour: mkfs options plus what to put in it.
 type Variant struct {
@@ -68,16 +68,21 @@ func Variants() []Variant {
 		{Name: "default4k", Mkfs: []string{"-b", "4096"}, LargeDir: 20000, SizeMiB: 64},
 		{Name: "default1k", Mkfs: []string{"-b", "1024"}, LargeDir: 3000},
 		{Name: "inline", Mkfs: []string{"-b", "4096", "-O", "inline_data"}},
-		{Name: "nocsum32", Mkfs: []string{"-b", "4096", "-O", "^metadata_csum,^64bit,^has_journal", "-E", "hash_alg=tea"}},
+		{Name: "nocsum32", Mkfs: []string{"-b", "4096", "-O", "^metadata_csum,^64bit,^has_journal"},
+			Debugfs: []string{"ssv def_hash_version tea"}},
 		{Name: "ext3", Mkfs: []string{"-t", "ext3", "-b", "1024", "-I", "128"}, LargeDir: 1500},
-		{Name: "ext2nofiletype", Mkfs: []string{"-t", "ext2", "-b", "2048", "-O", "^filetype,^dir_index"}},
-		{Name: "legacyhash2k", Mkfs: []string{"-b", "2048", "-E", "hash_alg=legacy", "-O", "metadata_csum_seed"}, LargeDir: 2000},
-		{Name: "unsigned", Mkfs: []string{"-b", "1024", "-O", "^metadata_csum", "-E", "hash_alg=half_md4"}, LargeDir: 1000,
+		{Name: "ext2nofiletype", Mkfs: []string{"-t", "ext2", "-b", "1024", "-O", "^filetype,^dir_index"}},
+		{Name: "legacyhash2k", Mkfs: []string{"-b", "2048", "-O", "metadata_csum_seed"}, LargeDir: 2000,
+			Debugfs: []string{"ssv def_hash_version legacy"}},
+		{Name: "unsigned", Mkfs: []string{"-b", "1024", "-O", "^metadata_csum"}, LargeDir: 1000,
 			Debugfs: []string{"ssv flags 2"}},
 		{Name: "bigalloc", Mkfs: []string{"-b", "1024", "-O", "bigalloc", "-C", "16384"}},
 		{Name: "metabg", Mkfs: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}},
 		{Name: "eainode", Mkfs: []string{"-b", "1024", "-O", "ea_inode,inline_data"}},
 		{Name: "largedir", Mkfs: []string{"-b", "1024", "-O", "large_dir"}, LargeDir: 500},
+		{Name: "gdtcsum", Mkfs: []string{"-t", "ext4", "-b", "1024", "-O", "^metadata_csum,uninit_bg,^flex_bg"}},
+		// The kernel refuses blocks larger than the page size; populated by mkfs -d.
+		{Name: "bs64k", Mkfs: []string{"-b", "65536", "-O", "^has_journal"}, SizeMiB: 64, NoKernel: true},
 	}
 }
 
@@ -197,7 +202,7 @@ func build(v Variant, key string) (Image, error) {
 		return Image{}, err
 	}
 	path := filepath.Join(dir, key+".img")
-	img := Image{Path: path, Variant: v, Kernel: IsRoot()}
+	img := Image{Path: path, Variant: v, Kernel: kernelPopulated(v)}
 	// A file lock serialises builders of the same image across test binaries.
 	unlock, err := flock(path + ".lock")
 	if err != nil {
@@ -236,7 +241,7 @@ func makeImage(v Variant, path string) error {
 	args := []string{"-q", "-F", "-L", v.Name, "-U", "6b1c7a3e-5a43-4c0e-9d0b-2f1e0d3c4b5a"}
 	args = append(args, mergeE(v.Mkfs)...)
 	var src string
-	if !IsRoot() {
+	if !kernelPopulated(v) {
 		src, err = os.MkdirTemp("", "chestfs-testimg-src-")
 		if err != nil {
 			return err
@@ -258,7 +263,7 @@ func makeImage(v Variant, path string) error {
 			return fmt.Errorf("debugfs %q: %v: %s", c, err, out)
 		}
 	}
-	if !IsRoot() {
+	if !kernelPopulated(v) {
 		return nil
 	}
 	return withMount(path, false, func(mnt string) error { return populateKernel(mnt, v) })
@@ -278,6 +283,8 @@ func mergeE(args []string) []string {
 	}
 	return append([]string{"-E", strings.Join(es, ",")}, out...)
 }
+
+func kernelPopulated(v Variant) bool { return IsRoot() && !v.NoKernel }
 
 // Mount loop-mounts the image read-only with the kernel and returns the
 // mount point; unmounted and detached in t.Cleanup. Skips t without root.

@@ -1,0 +1,267 @@
+// Package azuritetest runs the Azurite blob emulator (pinned in
+// tools/azurite) for tests on the loopback interface.
+//
+// When Azurite is not installed, tests skip with a message saying how to
+// install it; with $CI set they fail instead, so that CI never passes by
+// skipping.
+package azuritetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+)
+
+// The emulator's well-known account.
+const (
+	Account = "devstoreaccount1"
+	Key     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// ErrNotInstalled: tools/azurite/node_modules (or node) is missing.
+var ErrNotInstalled = errors.New("azurite is not installed: run `npm ci --prefix tools/azurite` in the repository root")
+
+// Server is a running Azurite blob service.
+type Server struct {
+	// Host is "127.0.0.1:PORT".
+	Host string
+	// Endpoint is the account's blob endpoint, http://127.0.0.1:PORT/devstoreaccount1.
+	Endpoint string
+
+	cmd    *exec.Cmd
+	dir    string
+	out    *syncBuffer
+	exited chan struct{}
+	once   sync.Once
+}
+
+// Start runs Azurite for the duration of the test (stopped in t.Cleanup).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s, err := StartProcess()
+	if err != nil {
+		SkipOrFail(t, err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// SkipOrFail ends the test for an error from StartProcess: a skip when
+// Azurite is simply not installed outside CI, a failure otherwise.
+func SkipOrFail(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") == "" {
+		t.Skip(err.Error())
+	}
+	t.Fatal(err)
+}
+
+// RepoRoot walks up from the working directory to the directory holding go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("azuritetest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// StartProcess starts Azurite on a free loopback port and waits until it
+// answers; the caller must call Stop. For TestMain.
+func StartProcess() (*Server, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	script := filepath.Join(root, "tools", "azurite", "node_modules", ".bin", "azurite-blob")
+	if _, err := os.Stat(script); err != nil {
+		return nil, fmt.Errorf("%w (%s missing)", ErrNotInstalled, script)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return nil, fmt.Errorf("%w (no node in PATH)", ErrNotInstalled)
+	}
+	// The free port can be taken between our probe and Azurite's bind; try
+	// a few ports before giving up.
+	var last error
+	for range 4 {
+		s, err := start(node, script)
+		if err == nil {
+			return s, nil
+		}
+		last = err
+		if !strings.Contains(err.Error(), "EADDRINUSE") {
+			break
+		}
+	}
+	return nil, last
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(node, script string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "azurite-")
+	if err != nil {
+		return nil, err
+	}
+	host := "127.0.0.1:" + strconv.Itoa(port)
+	s := &Server{Host: host, Endpoint: "http://" + host + "/" + Account, dir: dir, out: &syncBuffer{}, exited: make(chan struct{})}
+	s.cmd = exec.Command(node, script,
+		"--inMemoryPersistence", "--extentMemoryLimit", "1024",
+		"--skipApiVersionCheck", "--silent",
+		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port))
+	s.cmd.Dir = dir
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	// Own process group, so Stop also ends anything node spawned; and die
+	// with the test binary.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("azuritetest: start: %w", err)
+	}
+	go func() {
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitReady(90 * time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitReady polls until Azurite answers HTTP at all (it refuses the
+// unauthenticated request, which is fine).
+func (s *Server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := client.Get(s.Endpoint + "?comp=list")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("azuritetest: azurite exited during start-up: %s", s.out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("azuritetest: azurite did not answer on %s within %v: %s", s.Host, limit, s.out.String())
+		}
+	}
+}
+
+// Stop kills Azurite and removes its directory. Safe to call twice.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-s.exited:
+		case <-time.After(30 * time.Second):
+		}
+		os.RemoveAll(s.dir)
+	})
+}
+
+// Credential is the shared key of the well-known account.
+func (s *Server) Credential() *blob.SharedKeyCredential {
+	c, err := blob.NewSharedKeyCredential(Account, Key)
+	if err != nil {
+		panic(err) // a constant key
+	}
+	return c
+}
+
+// BlobURL is the path-style URL of a blob (no credentials).
+func (s *Server) BlobURL(containerName, blobName string) string {
+	return s.Endpoint + "/" + containerName + "/" + blobName
+}
+
+// CreateContainer creates a container; public allows anonymous reads of its blobs.
+func (s *Server) CreateContainer(ctx context.Context, name string, public bool) error {
+	c, err := container.NewClientWithSharedKeyCredential(s.Endpoint+"/"+name, s.Credential(), nil)
+	if err != nil {
+		return err
+	}
+	var o container.CreateOptions
+	if public {
+		access := container.PublicAccessTypeBlob
+		o.Access = &access
+	}
+	_, err = c.Create(ctx, &o)
+	return err
+}
+
+// SASURL returns the blob URL with a SAS signed by the account key, granting
+// perms until expiry.
+func (s *Server) SASURL(containerName, blobName string, perms sas.BlobPermissions, expiry time.Time) (string, error) {
+	qp, err := sas.BlobSignatureValues{
+		Protocol:      sas.ProtocolHTTPSandHTTP,
+		StartTime:     time.Now().Add(-10 * time.Minute).UTC(),
+		ExpiryTime:    expiry.UTC(),
+		Permissions:   perms.String(),
+		ContainerName: containerName,
+		BlobName:      blobName,
+	}.SignWithSharedKey(s.Credential())
+	if err != nil {
+		return "", err
+	}
+	return s.BlobURL(containerName, blobName) + "?" + qp.Encode(), nil
+}
+
+// syncBuffer keeps the first 64 KiB of Azurite's output for error messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := 64<<10 - b.b.Len(); room > 0 {
+		b.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

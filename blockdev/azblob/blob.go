@@ -1,0 +1,319 @@
+// Package blobsrc reads an Azure blob (page or block) as a blockdev.Source
+// through ranged GETs, pinned to the version seen at Open, with retries of
+// transient failures; and uploads local images as page or block blobs.
+package blobsrc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+
+	"github.com/chestfs/chestfs/blockdev"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrBlobChanged: the blob was overwritten or modified after Open. Reads
+	// fail rather than mix bytes of two versions.
+	ErrBlobChanged = errors.New("blob changed since it was opened")
+	// ErrNotFound: 404 (no such blob, container or account).
+	ErrNotFound = errors.New("blob not found")
+	// ErrAccessDenied: 401/403 (wrong or expired SAS or key, missing role,
+	// public access not enabled).
+	ErrAccessDenied = errors.New("access denied")
+	// ErrClosed: the Blob was closed.
+	ErrClosed = errors.New("azblob: source closed")
+)
+
+// Defaults for Options.
+const (
+	DefaultRetries       = 5
+	DefaultTryTimeout    = 30 * time.Second
+	DefaultRetryDelay    = 250 * time.Millisecond
+	DefaultMaxRetryDelay = 8 * time.Second
+	// maxGet bounds one ranged GET, so that a retry never repeats much and
+	// TryTimeout stays meaningful for large reads.
+	maxGet = 8 << 20
+)
+
+// Options configures Open. The zero value is usable: auto auth, default
+// retries and timeouts.
+type Options struct {
+	// Auth is one of "auto" (or ""), "anonymous", "sas", "azuread", "sharedkey".
+	Auth string
+	// AccountName and AccountKey are the shared key; empty means
+	// $AZURE_STORAGE_ACCOUNT (else the URL's account) and $AZURE_STORAGE_KEY.
+	AccountName, AccountKey string
+	// Credential replaces azidentity's DefaultAzureCredential for "azuread".
+	Credential azcore.TokenCredential
+	// Retries after a transient failure of one request (5xx, 408, 429,
+	// connection errors, timeouts, a body cut short). 0 means DefaultRetries;
+	// negative means none.
+	Retries int
+	// TryTimeout bounds one try of one request, body included. 0 means DefaultTryTimeout.
+	TryTimeout time.Duration
+	// RetryDelay is the first backoff, doubled each retry up to MaxRetryDelay
+	// (with jitter). 0 means the defaults.
+	RetryDelay, MaxRetryDelay time.Duration
+	// HTTPClient replaces the built-in client (tuned for many parallel GETs).
+	HTTPClient *http.Client
+	// Logger receives retries (debug) and version changes (error); nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) norm() {
+	switch {
+	case o.Retries == 0:
+		o.Retries = DefaultRetries
+	case o.Retries < 0:
+		o.Retries = 0
+	}
+	if o.TryTimeout <= 0 {
+		o.TryTimeout = DefaultTryTimeout
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.MaxRetryDelay <= 0 {
+		o.MaxRetryDelay = DefaultMaxRetryDelay
+	}
+	if o.MaxRetryDelay < o.RetryDelay {
+		o.MaxRetryDelay = o.RetryDelay
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = newHTTPClient()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// newHTTPClient allows many idle connections per host: the cache keeps
+// several GETs in flight against one storage account.
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          128,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}}
+}
+
+// Stats counts a Blob's traffic.
+type Stats struct {
+	Requests  int64 // ranged GETs sent (tries, retries included)
+	Retries   int64 // tries repeated after a transient failure
+	Failures  int64 // reads that failed after all retries or permanently
+	BytesRead int64 // body bytes received
+}
+
+// Blob is an Azure blob opened for reading. It implements blockdev.Source and
+// is safe for concurrent use.
+type Blob struct {
+	client *blob.Client
+	url    *blobURL
+	auth   string
+	etag   azcore.ETag
+	size   int64
+	kind   string // BlockBlob, PageBlob, AppendBlob
+	o      Options
+
+	ctx    context.Context // cancelled by Close: aborts every request in flight
+	cancel context.CancelFunc
+
+	requests, retries, failures, bytesRead atomic.Int64
+	changedOnce                            sync.Once
+}
+
+var _ blockdev.Source = (*Blob)(nil)
+
+// Open reads the blob's properties (size, ETag, type) and returns a source
+// pinned to that version. Failures are one line naming the HTTP status and
+// Azure's error code (e.g. "403 AuthenticationFailed"); permanent ones are not
+// retried.
+func Open(ctx context.Context, rawURL string, opts Options) (*Blob, error) {
+	opts.norm()
+	bu, err := parseBlobURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	creds := credentials{Auth: opts.Auth, AccountName: opts.AccountName, AccountKey: opts.AccountKey, Credential: opts.Credential}
+	mode, err := resolveAuth(creds, bu)
+	if err != nil {
+		return nil, err
+	}
+	b, err := open(ctx, bu, creds, mode, opts)
+	if err != nil && mode == AuthAzureAD && (opts.Auth == "" || opts.Auth == AuthAuto) && isCredError(err) {
+		// auto on an Azure endpoint with no usable identity: a public
+		// container still works anonymously.
+		opts.Logger.Debug("azblob: no Azure AD token, trying anonymous access", "url", bu.String())
+		if ab, aerr := open(ctx, bu, creds, AuthAnonymous, opts); aerr == nil {
+			return ab, nil
+		}
+	}
+	return b, err
+}
+
+func open(ctx context.Context, bu *blobURL, creds credentials, mode string, opts Options) (*Blob, error) {
+	// The SDK's own retries are off: ours also cover broken bodies and
+	// count what they do.
+	f, err := newClientFactory(bu, creds, mode, opts.HTTPClient, policy.RetryOptions{MaxRetries: -1})
+	if err != nil {
+		return nil, err
+	}
+	c, err := f.blob()
+	if err != nil {
+		return nil, fmt.Errorf("azblob: %s: %w", bu, err)
+	}
+	b := &Blob{client: c, url: bu, auth: mode, o: opts}
+	var props blob.GetPropertiesResponse
+	err = b.retry(ctx, "open", func(tctx context.Context) error {
+		var err error
+		props, err = c.GetProperties(tctx, nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("azblob: open %s (auth %s): %w", bu, mode, err)
+	}
+	if props.ETag == nil || props.ContentLength == nil || *props.ContentLength < 0 {
+		return nil, fmt.Errorf("azblob: open %s: the service sent no ETag or size", bu)
+	}
+	b.etag, b.size = *props.ETag, *props.ContentLength
+	if props.BlobType != nil {
+		b.kind = string(*props.BlobType)
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	opts.Logger.Debug("azblob: opened", "url", bu.String(), "auth", mode, "type", b.kind, "size", b.size, "etag", string(b.etag))
+	return b, nil
+}
+
+// Size is the blob's size at Open.
+func (b *Blob) Size() int64 { return b.size }
+
+// ETag is the version pinned at Open.
+func (b *Blob) ETag() string { return string(b.etag) }
+
+// Type is the blob type: "BlockBlob", "PageBlob" or "AppendBlob".
+func (b *Blob) Type() string { return b.kind }
+
+// Auth is the auth mode in use (auto resolved).
+func (b *Blob) Auth() string { return b.auth }
+
+// URL is the blob's URL without its query string (safe to log).
+func (b *Blob) URL() string { return b.url.String() }
+
+// Stats returns the traffic counters.
+func (b *Blob) Stats() Stats {
+	return Stats{Requests: b.requests.Load(), Retries: b.retries.Load(), Failures: b.failures.Load(), BytesRead: b.bytesRead.Load()}
+}
+
+// Retries is the number of repeated tries so far (for the cache's statistics).
+func (b *Blob) Retries() int64 { return b.retries.Load() }
+
+// Close aborts requests in flight; later reads fail with ErrClosed.
+func (b *Blob) Close() error {
+	b.cancel()
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off with ranged GETs, following io.ReaderAt.
+func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
+	return b.ReadAtContext(context.Background(), p, off)
+}
+
+// ReadAtContext is ReadAt that also stops when ctx is done (the cache cancels
+// its fetches this way on Close).
+func (b *Blob) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, blockdev.ErrOutOfRange
+	}
+	if b.ctx.Err() != nil {
+		return 0, ErrClosed
+	}
+	if off >= b.size {
+		if len(p) == 0 && off == b.size {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	var eof error
+	if rest := b.size - off; int64(len(p)) > rest {
+		p, eof = p[:rest], io.EOF
+	}
+	// Stop on either the caller's ctx or Close.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+
+	n := 0
+	for n < len(p) {
+		end := min(len(p), n+maxGet)
+		m, err := b.get(ctx, p[n:end], off+int64(n))
+		n += m
+		if err != nil {
+			if b.ctx.Err() != nil {
+				err = ErrClosed
+			}
+			b.failures.Add(1)
+			return n, err
+		}
+	}
+	return n, eof
+}
+
+// get fills p from off with one ranged GET, retried; a body cut short is
+// resumed where it broke.
+func (b *Blob) get(ctx context.Context, p []byte, off int64) (int, error) {
+	got := 0
+	etag := b.etag
+	err := b.retry(ctx, "read", func(tctx context.Context) error {
+		want := int64(len(p) - got)
+		b.requests.Add(1)
+		resp, err := b.client.DownloadStream(tctx, &blob.DownloadStreamOptions{
+			Range:            blob.HTTPRange{Offset: off + int64(got), Count: want},
+			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}},
+		})
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.ETag != nil && *resp.ETag != etag {
+			// A server that ignored If-Match must still not hand us another version.
+			return errChanged
+		}
+		if resp.ContentLength != nil && *resp.ContentLength != want {
+			return &shortError{fmt.Sprintf("range of %d bytes answered with %d", want, *resp.ContentLength)}
+		}
+		n, err := io.ReadFull(resp.Body, p[got:])
+		got += n
+		b.bytesRead.Add(int64(n))
+		if err != nil {
+			if tctx.Err() != nil && ctx.Err() == nil {
+				return tctx.Err()
+			}
+			return &shortError{fmt.Sprintf("body cut short after %d of %d bytes: %v", n, want, err)}
+		}
+		return nil
+	})
+	if err != nil {
+		return got, fmt.Errorf("azblob: read %s [%d,+%d): %w", b.url, off, len(p), err)
+	}
+	return got, nil
+}

@@ -1,0 +1,182 @@
+package blobsrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+)
+
+// errChanged is returned by a try when the response carries another ETag.
+var errChanged = errors.New("ETag differs from the one pinned at open")
+
+// shortError is a response that ended early or had the wrong length: the
+// connection broke, so try again.
+type shortError struct{ msg string }
+
+func (e *shortError) Error() string { return e.msg }
+
+// retry runs try until it succeeds, fails permanently, the retries run out or
+// ctx is done. Each try gets its own TryTimeout.
+func (b *Blob) retry(ctx context.Context, op string, try func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		tctx, cancel := context.WithTimeout(ctx, b.o.TryTimeout)
+		err := try(tctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		transient, out := b.classify(err)
+		if !transient {
+			return out
+		}
+		if attempt >= b.o.Retries {
+			return fmt.Errorf("%w (gave up after %d tries)", out, attempt+1)
+		}
+		d := b.backoff(attempt, err)
+		b.retries.Add(1)
+		b.o.Logger.Debug("azblob: retrying", "op", op, "url", b.url.String(), "try", attempt+1, "delay", d, "err", out.Error())
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *Blob) backoff(attempt int, err error) time.Duration {
+	d := b.o.RetryDelay << min(attempt, 20)
+	if d > b.o.MaxRetryDelay || d <= 0 {
+		d = b.o.MaxRetryDelay
+	}
+	// Jitter in [d/2, d): parallel readers do not retry in lockstep.
+	d = d/2 + rand.N(d/2+1)
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.RawResponse != nil {
+		if s, perr := strconv.Atoi(re.RawResponse.Header.Get("Retry-After")); perr == nil && s >= 0 {
+			d = max(d, min(time.Duration(s)*time.Second, b.o.MaxRetryDelay))
+		}
+	}
+	return d
+}
+
+func (b *Blob) classify(err error) (transient bool, out error) {
+	transient, out = classify(err, b.o.TryTimeout)
+	if errors.Is(out, errChanged) {
+		return false, b.changed()
+	}
+	return transient, out
+}
+
+// classify says whether err is worth another try, and returns the error to
+// report: one line with the status and Azure's error code. A version change
+// comes back as errChanged.
+func classify(err error, tryTimeout time.Duration) (transient bool, out error) {
+	var re *azcore.ResponseError
+	var ce *credError
+	var se *shortError
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, errChanged):
+		return false, errChanged
+	case errors.As(err, &ce):
+		return false, fmt.Errorf("%w (%w)", ce, ErrAccessDenied)
+	case errors.As(err, &re):
+		code := re.ErrorCode
+		if code == "" {
+			code = http.StatusText(re.StatusCode)
+		}
+		switch re.StatusCode {
+		case http.StatusPreconditionFailed:
+			return false, errChanged
+		case http.StatusNotFound:
+			return false, fmt.Errorf("HTTP 404 %s%s: %w", code, hint(re.StatusCode, code), ErrNotFound)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return false, fmt.Errorf("HTTP %d %s%s: %w", re.StatusCode, code, hint(re.StatusCode, code), ErrAccessDenied)
+		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true, fmt.Errorf("HTTP %d %s", re.StatusCode, code)
+		}
+		return false, fmt.Errorf("HTTP %d %s%s", re.StatusCode, code, hint(re.StatusCode, code))
+	case errors.As(err, &se):
+		return true, se
+	case errors.Is(err, context.DeadlineExceeded):
+		return true, fmt.Errorf("no answer within %v", tryTimeout)
+	case errors.As(err, &dns) && dns.IsNotFound:
+		return false, fmt.Errorf("host %s not found", dns.Name)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		return true, netMessage(err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true, netMessage(err)
+	}
+	return false, err
+}
+
+// netMessage keeps the innermost cause: *url.Error would repeat the URL, SAS
+// and all.
+func netMessage(err error) error {
+	if errors.Is(err, io.EOF) {
+		return errors.New("connection closed without an answer")
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}
+
+func hint(status int, code string) string {
+	switch code {
+	case "AuthenticationFailed":
+		return " (the SAS or account key is wrong or expired)"
+	case "AuthorizationPermissionMismatch":
+		return " (the identity needs a data role such as Storage Blob Data Reader)"
+	case "AuthorizationFailure", "AuthorizationPermissionDenied":
+		return " (the SAS, key or identity was refused, or may not read this blob)"
+	case "NoAuthenticationInformation":
+		return " (the container is private: give a SAS URL or credentials)"
+	case "PublicAccessNotPermitted":
+		return " (anonymous access is disabled on this account)"
+	case "ResourceNotFound":
+		return " (no such blob, or a private container read anonymously)"
+	}
+	return ""
+}
+
+// changed logs the version change once and returns the error every failing
+// read reports.
+func (b *Blob) changed() error {
+	b.changedOnce.Do(func() {
+		b.o.Logger.Error("azblob: the blob was modified after it was opened; refusing to read bytes of another version (remount to see the new version)",
+			"url", b.url.String(), "etag", string(b.etag))
+	})
+	return fmt.Errorf("etag %s: %w", b.etag, ErrBlobChanged)
+}
+
+func isCredError(err error) bool {
+	var ce *credError
+	return errors.As(err, &ce)
+}

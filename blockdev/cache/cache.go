@@ -1,0 +1,423 @@
+// Package cache puts a bounded chunk cache in front of a slow
+// blockdev.Source (an Azure blob): concurrent misses of one chunk share one
+// fetch, sequential streams are read ahead in parallel, and no lock is held
+// while the source is read.
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/chestfs/chestfs/blockdev"
+)
+
+// Defaults for Options.
+const (
+	DefaultChunkSize = 1 << 20
+	DefaultMaxBytes  = 256 << 20
+	DefaultReadahead = 8
+	// sectorAlign: chunks are whole 4096-byte volume sectors.
+	sectorAlign = 4096
+	// minChunks is the smallest cache, whatever MaxBytes says.
+	minChunks = 4
+	nStreams  = 16
+)
+
+// ErrClosed is returned by reads on (or waiting in) a closed cache.
+var ErrClosed = errors.New("cache: closed")
+
+// ContextReaderAt is a source whose reads can be abandoned; the cache uses it
+// (when the source has it) to cancel fetches in flight on Close.
+type ContextReaderAt interface {
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// Options configures New. Zero values mean the defaults.
+type Options struct {
+	// ChunkSize is the unit of fetching and caching, rounded up to a
+	// multiple of 4096. Default 1 MiB.
+	ChunkSize int
+	// MaxBytes bounds the memory of chunks, loaded and in flight (at least
+	// 4 chunks). Default 256 MiB.
+	MaxBytes int64
+	// Readahead is how many chunks a sequential stream is read ahead;
+	// negative turns readahead off. Default 8; at most half the cache.
+	Readahead int
+	// Workers fetch readahead chunks in parallel. Default: Readahead.
+	Workers int
+	// Logger gets the statistics at Close (debug) and failed prefetches.
+	Logger *slog.Logger
+}
+
+// Stats are the cache's counters.
+type Stats struct {
+	Hits          int64 // chunk lookups answered from memory
+	Waits         int64 // lookups that joined a fetch already in flight
+	Misses        int64 // lookups that started a fetch
+	Fetches       int64 // source reads completed (demand and readahead)
+	Prefetches    int64 // readahead fetches started
+	PrefetchHits  int64 // readahead chunks later read
+	FetchErrors   int64 // source reads that failed
+	BytesFetched  int64
+	Evictions     int64
+	Retries       int64 // the source's own retries, when it counts them
+	ResidentBytes int64 // chunk memory now (loaded and in flight)
+	PeakBytes     int64 // its highest value
+	MaxBytes      int64 // the bound
+}
+
+type entry struct {
+	idx        int64
+	buf        []byte
+	done       chan struct{} // closed when the fetch ended
+	err        error         // set before done is closed
+	ready      bool
+	refs       int           // readers using buf: not evictable
+	prefetched bool          // fetched by readahead and not yet read
+	elem       *list.Element // in lru while ready
+}
+
+type stream struct {
+	end    int64 // end of the furthest read
+	seq    int64 // bytes read sequentially so far
+	raNext int64 // first chunk not yet queued for readahead
+	tick   uint64
+}
+
+// Cache is a blockdev.Source over another, safe for concurrent use.
+type Cache struct {
+	src     blockdev.Source
+	ctxSrc  ContextReaderAt
+	size    int64
+	chunk   int64
+	nChunks int64
+	slots   int
+	ra      int
+	log     *slog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	closed chan struct{}
+
+	mu        sync.Mutex
+	isClosed  bool
+	entries   map[int64]*entry
+	lru       *list.List // ready entries, most recent first
+	used      int        // entries holding a buffer
+	free      [][]byte   // spare chunk buffers
+	slotFreed chan struct{}
+	pending   int // prefetched entries not yet read
+	queue     []int64
+	wake      chan struct{}
+	streams   [nStreams]stream
+	tick      uint64
+	st        Stats
+}
+
+var _ blockdev.Source = (*Cache)(nil)
+
+// New returns a cache over src. Close it to stop its workers; Close does not
+// close src.
+func New(src blockdev.Source, o Options) *Cache {
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	o.ChunkSize = (o.ChunkSize + sectorAlign - 1) / sectorAlign * sectorAlign
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Readahead == 0 {
+		o.Readahead = DefaultReadahead
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	c := &Cache{
+		src:       src,
+		size:      src.Size(),
+		chunk:     int64(o.ChunkSize),
+		slots:     int(max(o.MaxBytes/int64(o.ChunkSize), minChunks)),
+		log:       o.Logger,
+		closed:    make(chan struct{}),
+		entries:   make(map[int64]*entry),
+		lru:       list.New(),
+		slotFreed: make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+	}
+	c.ctxSrc, _ = src.(ContextReaderAt)
+	c.nChunks = (c.size + c.chunk - 1) / c.chunk
+	c.ra = min(max(o.Readahead, 0), c.slots/2)
+	c.st.MaxBytes = int64(c.slots) * c.chunk
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	workers := o.Workers
+	if workers <= 0 {
+		workers = c.ra
+	}
+	if c.ra > 0 {
+		for range max(workers, 1) {
+			go c.worker()
+		}
+	}
+	return c
+}
+
+// Size is the source's size.
+func (c *Cache) Size() int64 { return c.size }
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	s := c.st
+	c.mu.Unlock()
+	if r, ok := c.src.(interface{ Retries() int64 }); ok {
+		s.Retries = r.Retries()
+	}
+	return s
+}
+
+// Close cancels fetches in flight, fails every waiting read with ErrClosed
+// and drops the cached data. It does not wait for a source read that cannot
+// be cancelled; that read's result is discarded.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.isClosed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.isClosed = true
+	close(c.closed)
+	c.cancel()
+	c.entries, c.free, c.queue = map[int64]*entry{}, nil, nil
+	c.lru.Init()
+	c.used, c.st.ResidentBytes = 0, 0
+	c.mu.Unlock()
+	s := c.Stats()
+	c.log.Debug("cache: closed", "hits", s.Hits, "waits", s.Waits, "misses", s.Misses, "fetches", s.Fetches,
+		"prefetches", s.Prefetches, "prefetch_hits", s.PrefetchHits, "fetch_errors", s.FetchErrors,
+		"bytes_fetched", s.BytesFetched, "evictions", s.Evictions, "retries", s.Retries, "peak_bytes", s.PeakBytes)
+	return nil
+}
+
+// ReadAt follows io.ReaderAt.
+func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, blockdev.ErrOutOfRange
+	}
+	select {
+	case <-c.closed:
+		return 0, ErrClosed
+	default:
+	}
+	if off >= c.size {
+		if len(p) == 0 && off == c.size {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	var eof error
+	if rest := c.size - off; int64(len(p)) > rest {
+		p, eof = p[:rest], io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	first, last := off/c.chunk, (off+int64(len(p))-1)/c.chunk
+	c.observe(off, int64(len(p)))
+	if last > first {
+		// A read over several chunks: fetch them side by side, not one by one.
+		c.startAhead(first+1, last)
+	}
+	n := 0
+	for idx := first; idx <= last; idx++ {
+		e, err := c.acquire(idx)
+		if err != nil {
+			return n, err
+		}
+		inner := off + int64(n) - idx*c.chunk
+		n += copy(p[n:], e.buf[inner:])
+		c.release(e)
+	}
+	return n, eof
+}
+
+func (c *Cache) chunkLen(idx int64) int64 {
+	return min(c.chunk, c.size-idx*c.chunk)
+}
+
+// acquire returns the loaded chunk idx, pinned: release it after copying.
+func (c *Cache) acquire(idx int64) (*entry, error) {
+	c.mu.Lock()
+	for {
+		if c.isClosed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		e := c.entries[idx]
+		if e != nil {
+			e.refs++
+			c.usePrefetched(e)
+			if e.ready {
+				c.st.Hits++
+				c.lru.MoveToFront(e.elem)
+				c.mu.Unlock()
+				return e, nil
+			}
+			c.st.Waits++
+			c.mu.Unlock()
+			return c.wait(e)
+		}
+		if buf, ok := c.takeSlot(); ok {
+			c.st.Misses++
+			e = c.newEntry(idx, buf)
+			e.refs = 1
+			c.mu.Unlock()
+			// The fetch runs apart from the reader, so that Close can
+			// release the reader even when the source cannot be interrupted.
+			go c.fetch(e)
+			return c.wait(e)
+		}
+		// Every slot is pinned or in flight: wait for one to free up.
+		ch := c.slotFreed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-c.closed:
+			return nil, ErrClosed
+		}
+		c.mu.Lock()
+	}
+}
+
+// wait blocks until e's fetch ends or the cache closes. e is pinned.
+func (c *Cache) wait(e *entry) (*entry, error) {
+	select {
+	case <-e.done:
+	case <-c.closed:
+		return nil, ErrClosed
+	}
+	if e.err != nil {
+		c.release(e)
+		return nil, e.err
+	}
+	return e, nil
+}
+
+func (c *Cache) release(e *entry) {
+	c.mu.Lock()
+	e.refs--
+	if e.refs == 0 && e.ready {
+		c.signalSlot() // it is evictable now
+	}
+	c.mu.Unlock()
+}
+
+// usePrefetched counts the first read of a readahead chunk. c.mu held.
+func (c *Cache) usePrefetched(e *entry) {
+	if e.prefetched {
+		e.prefetched = false
+		c.pending--
+		c.st.PrefetchHits++
+	}
+}
+
+// newEntry registers a fetch of idx into buf. c.mu held.
+func (c *Cache) newEntry(idx int64, buf []byte) *entry {
+	e := &entry{idx: idx, buf: buf[:c.chunkLen(idx)], done: make(chan struct{})}
+	c.entries[idx] = e
+	return e
+}
+
+// takeSlot returns a buffer for one more chunk: a free slot, else the least
+// recently used chunk that nobody reads. c.mu held.
+func (c *Cache) takeSlot() ([]byte, bool) {
+	if c.used < c.slots {
+		c.used++
+		c.st.ResidentBytes = int64(c.used) * c.chunk
+		c.st.PeakBytes = max(c.st.PeakBytes, c.st.ResidentBytes)
+		if n := len(c.free); n > 0 {
+			b := c.free[n-1]
+			c.free = c.free[:n-1]
+			return b, true
+		}
+		return make([]byte, c.chunk), true
+	}
+	for el := c.lru.Back(); el != nil; el = el.Prev() {
+		e := el.Value.(*entry)
+		if e.refs > 0 {
+			continue
+		}
+		c.lru.Remove(el)
+		delete(c.entries, e.idx)
+		if e.prefetched {
+			e.prefetched = false
+			c.pending--
+		}
+		c.st.Evictions++
+		b := e.buf[:cap(e.buf)]
+		e.buf = nil
+		return b, true
+	}
+	return nil, false
+}
+
+// dropSlot returns a failed fetch's buffer. c.mu held.
+func (c *Cache) dropSlot(b []byte) {
+	c.used--
+	c.st.ResidentBytes = int64(c.used) * c.chunk
+	c.free = append(c.free, b[:cap(b)])
+	c.signalSlot()
+}
+
+func (c *Cache) signalSlot() {
+	close(c.slotFreed)
+	c.slotFreed = make(chan struct{})
+}
+
+// fetch reads e's chunk from the source, without holding c.mu.
+func (c *Cache) fetch(e *entry) {
+	off := e.idx * c.chunk
+	var n int
+	var err error
+	if c.ctxSrc != nil {
+		n, err = c.ctxSrc.ReadAtContext(c.ctx, e.buf, off)
+	} else {
+		n, err = c.src.ReadAt(e.buf, off)
+	}
+	if n == len(e.buf) {
+		err = nil // io.EOF with a full last chunk is fine
+	} else if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer close(e.done)
+	if c.isClosed {
+		e.err = ErrClosed
+		return
+	}
+	if err != nil {
+		e.err = fmt.Errorf("cache: chunk %d [%d,+%d): %w", e.idx, off, len(e.buf), err)
+		c.st.FetchErrors++
+		// Forget the chunk, so that a later read tries again.
+		delete(c.entries, e.idx)
+		if e.prefetched {
+			e.prefetched = false
+			c.pending--
+		}
+		c.dropSlot(e.buf)
+		e.buf = nil
+		return
+	}
+	c.st.Fetches++
+	c.st.BytesFetched += int64(n)
+	e.ready = true
+	e.elem = c.lru.PushFront(e)
+	if e.refs == 0 {
+		c.signalSlot()
+	}
+}

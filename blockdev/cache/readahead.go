@@ -1,0 +1,157 @@
+package cache
+
+// Readahead. Each read is matched to one of a few recent streams by its
+// offset: a read that starts within a chunk of where a stream ended continues
+// it (FUSE and the kernel may reorder reads slightly). Once a stream has read
+// a whole chunk's worth in order, the chunks after it are queued for the
+// workers, a window that grows with the stream up to Readahead chunks. A read
+// that matches no stream starts a new one, so random reads never trigger
+// readahead. Reads by callers (demand) never wait behind readahead: they
+// start their own fetch, and the queue is bounded and dropped when full or
+// when the cache is short of memory.
+
+// observe records a read of n bytes at off and queues readahead. Takes c.mu.
+func (c *Cache) observe(off, n int64) {
+	if c.ra <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return
+	}
+	c.tick++
+	var s *stream
+	for i := range c.streams {
+		t := &c.streams[i]
+		if t.tick != 0 && off >= t.end-c.chunk && off <= t.end+c.chunk {
+			s = t
+			break
+		}
+	}
+	if s == nil {
+		// Replace the least recently used stream.
+		s = &c.streams[0]
+		for i := range c.streams {
+			if c.streams[i].tick < s.tick {
+				s = &c.streams[i]
+			}
+		}
+		*s = stream{end: off + n, tick: c.tick}
+		return
+	}
+	s.tick = c.tick
+	if end := off + n; end > s.end {
+		s.seq += end - s.end
+		s.end = end
+	}
+	if s.seq < c.chunk {
+		return
+	}
+	cur := (s.end - 1) / c.chunk
+	window := min(int64(c.ra), 1+s.seq/c.chunk)
+	from := max(cur+1, s.raNext)
+	to := min(cur+window, c.nChunks-1)
+	for idx := from; idx <= to; idx++ {
+		c.enqueue(idx)
+	}
+	if to >= from {
+		s.raNext = to + 1
+	}
+}
+
+// enqueue adds idx to the readahead queue, dropping the oldest entry when
+// the queue is full. c.mu held.
+func (c *Cache) enqueue(idx int64) {
+	if _, ok := c.entries[idx]; ok {
+		return
+	}
+	for _, q := range c.queue {
+		if q == idx {
+			return
+		}
+	}
+	if len(c.queue) >= 4*c.ra {
+		c.queue = c.queue[1:]
+	}
+	c.queue = append(c.queue, idx)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// worker fetches queued readahead chunks until Close.
+func (c *Cache) worker() {
+	for {
+		select {
+		case <-c.wake:
+		case <-c.closed:
+			return
+		}
+		for {
+			e := c.nextPrefetch()
+			if e == nil {
+				break
+			}
+			c.fetch(e)
+		}
+	}
+}
+
+// nextPrefetch takes the next queued chunk that is still missing and for
+// which there is room, or nil when the queue is empty. Takes c.mu.
+func (c *Cache) nextPrefetch() *entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.queue) > 0 && !c.isClosed {
+		idx := c.queue[0]
+		c.queue = c.queue[1:]
+		if len(c.queue) > 0 {
+			// More work: wake another worker too.
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		if _, ok := c.entries[idx]; ok {
+			continue
+		}
+		// Readahead may hold at most half the cache, so that it cannot
+		// push out what readers are using.
+		if c.pending >= c.slots/2 {
+			continue
+		}
+		buf, ok := c.takeSlot()
+		if !ok {
+			continue
+		}
+		e := c.newEntry(idx, buf)
+		e.prefetched = true
+		c.pending++
+		c.st.Prefetches++
+		return e
+	}
+	return nil
+}
+
+// startAhead starts fetches of the chunks from..to that a multi-chunk read
+// will need next, as far as there are free slots (it never waits: the read
+// itself waits for its chunks in order). Takes c.mu.
+func (c *Cache) startAhead(from, to int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	started := 0
+	for idx := from; idx <= to && !c.isClosed && started < c.slots/2; idx++ {
+		if _, ok := c.entries[idx]; ok {
+			continue
+		}
+		buf, ok := c.takeSlot()
+		if !ok {
+			return
+		}
+		e := c.newEntry(idx, buf)
+		started++
+		go c.fetch(e)
+	}
+}

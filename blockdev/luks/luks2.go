@@ -1,0 +1,388 @@
+package luks
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"github.com/chestfs/chestfs/blockdev"
+)
+
+// LUKS2 binary header layout (cryptsetup's "struct luks2_hdr_disk").
+const (
+	luks2BinSize    = 4096
+	luks2MagicLen   = 6
+	luks2LabelLen   = 48
+	luks2ChecksumAt = 448
+	luks2ChecksumN  = 64
+)
+
+var (
+	magic1 = []byte{'L', 'U', 'K', 'S', 0xba, 0xbe}
+	magic2 = []byte{'S', 'K', 'U', 'L', 0xba, 0xbe}
+)
+
+// luks2HdrSizes are the header sizes (binary header + JSON area) LUKS2 allows;
+// the secondary header sits at one of them.
+var luks2HdrSizes = []uint64{16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20}
+
+func validHdrSize(n uint64) bool {
+	for _, s := range luks2HdrSizes {
+		if s == n {
+			return true
+		}
+	}
+	return false
+}
+
+// BinaryHeader is one decoded LUKS2 binary header (primary or secondary).
+type BinaryHeader struct {
+	Magic       string `json:"magic"` // "LUKS" or "SKUL" (without the 0xbabe)
+	Version     uint16 `json:"version"`
+	HdrSize     uint64 `json:"hdr_size"`
+	SeqID       uint64 `json:"seqid"`
+	Label       string `json:"label"`
+	ChecksumAlg string `json:"checksum_alg"`
+	Salt        []byte `json:"salt"`
+	UUID        string `json:"uuid"`
+	Subsystem   string `json:"subsystem"`
+	HdrOffset   uint64 `json:"hdr_offset"`
+	Checksum    []byte `json:"checksum"`
+}
+
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// decodeLUKS2Binary decodes the 4096-byte binary header in b.
+func decodeLUKS2Binary(b []byte) BinaryHeader {
+	return BinaryHeader{
+		Magic:       string(b[0:4]),
+		Version:     binary.BigEndian.Uint16(b[6:8]),
+		HdrSize:     binary.BigEndian.Uint64(b[8:16]),
+		SeqID:       binary.BigEndian.Uint64(b[16:24]),
+		Label:       cString(b[24 : 24+luks2LabelLen]),
+		ChecksumAlg: cString(b[72:104]),
+		Salt:        bytes.Clone(b[104:168]),
+		UUID:        cString(b[168:208]),
+		Subsystem:   cString(b[208:256]),
+		HdrOffset:   binary.BigEndian.Uint64(b[256:264]),
+		Checksum:    bytes.Clone(b[luks2ChecksumAt : luks2ChecksumAt+luks2ChecksumN]),
+	}
+}
+
+// luks2Copy is one header copy read from disk and checked.
+type luks2Copy struct {
+	bin  BinaryHeader
+	json []byte // the JSON area up to its NUL terminator
+}
+
+// readLUKS2Copy reads and verifies the header copy at off. want is magic1 or
+// magic2.
+func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, error) {
+	if off > uint64(src.Size()) || uint64(src.Size())-off < luks2BinSize {
+		return nil, fmt.Errorf("%w: header at %d beyond end of %d-byte source", ErrTruncated, off, src.Size())
+	}
+	bin := make([]byte, luks2BinSize)
+	if err := readFull(src, bin, int64(off)); err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(bin[:luks2MagicLen], want) {
+		return nil, fmt.Errorf("%w: no LUKS2 magic at %d", ErrCorrupt, off)
+	}
+	h := decodeLUKS2Binary(bin)
+	if h.Version != 2 {
+		return nil, fmt.Errorf("%w: header at %d has version %d", ErrCorrupt, off, h.Version)
+	}
+	if !validHdrSize(h.HdrSize) {
+		return nil, fmt.Errorf("%w: header at %d has invalid hdr_size %d", ErrCorrupt, off, h.HdrSize)
+	}
+	if h.HdrOffset != off {
+		return nil, fmt.Errorf("%w: header at %d records hdr_offset %d", ErrCorrupt, off, h.HdrOffset)
+	}
+	if uint64(src.Size())-off < h.HdrSize {
+		return nil, fmt.Errorf("%w: header at %d needs %d bytes, source has %d", ErrTruncated, off, h.HdrSize, src.Size())
+	}
+	newHash, err := hashByName(h.ChecksumAlg)
+	if err != nil {
+		return nil, fmt.Errorf("header at %d: checksum: %w", off, err)
+	}
+	jsonArea := make([]byte, h.HdrSize-luks2BinSize)
+	if err := readFull(src, jsonArea, int64(off)+luks2BinSize); err != nil {
+		return nil, err
+	}
+	hs := newHash()
+	zeroed := bytes.Clone(bin)
+	clear(zeroed[luks2ChecksumAt : luks2ChecksumAt+luks2ChecksumN])
+	hs.Write(zeroed)
+	hs.Write(jsonArea)
+	sum := hs.Sum(nil)
+	if subtle.ConstantTimeCompare(sum, h.Checksum[:len(sum)]) != 1 {
+		return nil, fmt.Errorf("%w: header at %d: %s checksum mismatch", ErrCorrupt, off, h.ChecksumAlg)
+	}
+	if i := bytes.IndexByte(jsonArea, 0); i >= 0 {
+		jsonArea = jsonArea[:i]
+	}
+	return &luks2Copy{bin: h, json: jsonArea}, nil
+}
+
+// readFull reads len(p) bytes at off, reporting a short source as ErrTruncated.
+func readFull(src io.ReaderAt, p []byte, off int64) error {
+	n, err := src.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		return fmt.Errorf("%w: wanted %d bytes at %d, got %d", ErrTruncated, len(p), off, n)
+	}
+	return fmt.Errorf("luks: read %d bytes at %d: %w", len(p), off, err)
+}
+
+// readLUKS2 finds the newest valid header copy (primary at 0, secondary at
+// hdr_size or one of the sizes cryptsetup probes) and parses its JSON.
+func readLUKS2(src blockdev.Source) (*Header, error) {
+	primary, perr := readLUKS2Copy(src, 0, magic1)
+	offsets := luks2HdrSizes
+	if primary != nil {
+		offsets = append([]uint64{primary.bin.HdrSize}, luks2HdrSizes...)
+	}
+	var secondary *luks2Copy
+	var serr error
+	for _, off := range offsets {
+		if off >= uint64(src.Size()) {
+			continue
+		}
+		c, err := readLUKS2Copy(src, off, magic2)
+		if err == nil {
+			secondary = c
+			break
+		}
+		if serr == nil || off == offsets[0] {
+			serr = err
+		}
+	}
+	if serr == nil {
+		serr = fmt.Errorf("%w: no secondary header found", ErrCorrupt)
+	}
+	h := &Header{Version: 2}
+	var use *luks2Copy
+	switch {
+	case primary == nil && secondary == nil:
+		return nil, fmt.Errorf("luks2: no valid header copy: primary: %w; secondary: %v", perr, serr)
+	case primary == nil:
+		use, h.FromSecondary = secondary, true
+		h.Warnings = append(h.Warnings, "primary header damaged ("+perr.Error()+"); using the secondary copy")
+	case secondary == nil:
+		use = primary
+		h.Warnings = append(h.Warnings, "secondary header damaged or missing ("+serr.Error()+")")
+	case secondary.bin.SeqID > primary.bin.SeqID:
+		use, h.FromSecondary = secondary, true
+		h.Warnings = append(h.Warnings, "secondary header is newer than the primary; using the secondary copy")
+	default:
+		use = primary
+		if secondary.bin.SeqID != primary.bin.SeqID {
+			h.Warnings = append(h.Warnings, "secondary header is older than the primary")
+		}
+	}
+	h.Binary = &use.bin
+	h.UUID, h.Label, h.Subsystem = use.bin.UUID, use.bin.Label, use.bin.Subsystem
+	md, err := parseMetadata(use.json, use.bin.HdrSize)
+	if err != nil {
+		return nil, err
+	}
+	h.Metadata = md
+	h.rawJSON = use.json
+	return h, nil
+}
+
+// U64 is a LUKS2 JSON uint64: a decimal string on disk.
+type U64 uint64
+
+func (u *U64) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("expected a decimal string, got %s", truncateForError(b))
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("expected a decimal string, got %q", s)
+	}
+	*u = U64(v)
+	return nil
+}
+
+func (u U64) MarshalJSON() ([]byte, error) {
+	return json.Marshal(strconv.FormatUint(uint64(u), 10))
+}
+
+func truncateForError(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "..."
+	}
+	return string(b)
+}
+
+// Metadata is the LUKS2 JSON area, with the fields of the LUKS2 specification.
+type Metadata struct {
+	Keyslots map[string]*Keyslot        `json:"keyslots"`
+	Tokens   map[string]json.RawMessage `json:"tokens"`
+	Segments map[string]*Segment        `json:"segments"`
+	Digests  map[string]*Digest         `json:"digests"`
+	Config   Config                     `json:"config"`
+}
+
+type Keyslot struct {
+	Type     string `json:"type"`
+	KeySize  int    `json:"key_size"`
+	AF       *AF    `json:"af,omitempty"`
+	Area     *Area  `json:"area,omitempty"`
+	KDF      *KDF   `json:"kdf,omitempty"`
+	Priority *int   `json:"priority,omitempty"`
+}
+
+type AF struct {
+	Type    string `json:"type"`
+	Stripes int    `json:"stripes"`
+	Hash    string `json:"hash"`
+}
+
+type Area struct {
+	Type       string `json:"type"`
+	Offset     U64    `json:"offset"`
+	Size       U64    `json:"size"`
+	Encryption string `json:"encryption,omitempty"`
+	KeySize    int    `json:"key_size,omitempty"`
+}
+
+// KDF holds PBKDF2 (hash, iterations) or Argon2 (time, memory in KiB, cpus)
+// parameters.
+type KDF struct {
+	Type       string `json:"type"`
+	Hash       string `json:"hash,omitempty"`
+	Iterations int64  `json:"iterations,omitempty"`
+	Time       int64  `json:"time,omitempty"`
+	Memory     int64  `json:"memory,omitempty"`
+	CPUs       int64  `json:"cpus,omitempty"`
+	Salt       []byte `json:"salt"`
+}
+
+type Segment struct {
+	Type       string          `json:"type"`
+	Offset     U64             `json:"offset"`
+	Size       string          `json:"size"` // "dynamic" or a decimal byte count
+	IVTweak    U64             `json:"iv_tweak"`
+	Encryption string          `json:"encryption"`
+	SectorSize int             `json:"sector_size"`
+	Integrity  json.RawMessage `json:"integrity,omitempty"`
+	Flags      []string        `json:"flags,omitempty"`
+}
+
+type Digest struct {
+	Type       string   `json:"type"`
+	Keyslots   []string `json:"keyslots"`
+	Segments   []string `json:"segments"`
+	Hash       string   `json:"hash,omitempty"`
+	Iterations int64    `json:"iterations,omitempty"`
+	Salt       []byte   `json:"salt,omitempty"`
+	Digest     []byte   `json:"digest,omitempty"`
+}
+
+type Config struct {
+	JSONSize     U64           `json:"json_size"`
+	KeyslotsSize U64           `json:"keyslots_size"`
+	Flags        []string      `json:"flags,omitempty"`
+	Requirements *Requirements `json:"requirements,omitempty"`
+}
+
+type Requirements struct {
+	Mandatory []string `json:"mandatory,omitempty"`
+}
+
+// parseMetadata decodes and sanity-checks the JSON area. It does not refuse
+// unsupported features (ReadHeader must still show such headers); Unlock does.
+func parseMetadata(js []byte, hdrSize uint64) (*Metadata, error) {
+	var md Metadata
+	if err := json.Unmarshal(js, &md); err != nil {
+		return nil, fmt.Errorf("%w: JSON metadata: %v", ErrCorrupt, err)
+	}
+	if md.Keyslots == nil || md.Segments == nil || md.Digests == nil {
+		return nil, fmt.Errorf("%w: JSON metadata lacks keyslots, segments or digests", ErrCorrupt)
+	}
+	if uint64(md.Config.JSONSize) != hdrSize-luks2BinSize {
+		return nil, fmt.Errorf("%w: config.json_size %d does not match hdr_size %d", ErrCorrupt, md.Config.JSONSize, hdrSize)
+	}
+	areaStart := 2 * hdrSize
+	areaEnd := areaStart + uint64(md.Config.KeyslotsSize)
+	if areaEnd < areaStart {
+		return nil, fmt.Errorf("%w: config.keyslots_size %d overflows", ErrCorrupt, md.Config.KeyslotsSize)
+	}
+	for id, ks := range md.Keyslots {
+		if err := checkID(id); err != nil {
+			return nil, fmt.Errorf("%w: keyslot %q: %v", ErrCorrupt, id, err)
+		}
+		if ks == nil {
+			return nil, fmt.Errorf("%w: keyslot %s is null", ErrCorrupt, id)
+		}
+		if ks.Area != nil {
+			end := uint64(ks.Area.Offset) + uint64(ks.Area.Size)
+			if end < uint64(ks.Area.Offset) || uint64(ks.Area.Offset) < areaStart || end > areaEnd {
+				return nil, fmt.Errorf("%w: keyslot %s area [%d,+%d) outside the keyslots area [%d,%d)",
+					ErrCorrupt, id, ks.Area.Offset, ks.Area.Size, areaStart, areaEnd)
+			}
+		}
+	}
+	for id, s := range md.Segments {
+		if err := checkID(id); err != nil {
+			return nil, fmt.Errorf("%w: segment %q: %v", ErrCorrupt, id, err)
+		}
+		if s == nil {
+			return nil, fmt.Errorf("%w: segment %s is null", ErrCorrupt, id)
+		}
+		if s.Size != "dynamic" {
+			if _, err := strconv.ParseUint(s.Size, 10, 64); err != nil {
+				return nil, fmt.Errorf("%w: segment %s size %q", ErrCorrupt, id, s.Size)
+			}
+		}
+	}
+	for id, d := range md.Digests {
+		if err := checkID(id); err != nil {
+			return nil, fmt.Errorf("%w: digest %q: %v", ErrCorrupt, id, err)
+		}
+		if d == nil {
+			return nil, fmt.Errorf("%w: digest %s is null", ErrCorrupt, id)
+		}
+	}
+	return &md, nil
+}
+
+// checkID accepts the decimal object names LUKS2 uses for keyslots,
+// segments and digests.
+func checkID(id string) error {
+	n, err := strconv.ParseUint(id, 10, 31)
+	if err != nil || strconv.FormatUint(n, 10) != id {
+		return fmt.Errorf("not a decimal id")
+	}
+	return nil
+}
+
+// sortedIDs returns a map's decimal keys in numeric order.
+func sortedIDs[T any](m map[string]T) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, _ := strconv.Atoi(ids[i])
+		b, _ := strconv.Atoi(ids[j])
+		return a < b
+	})
+	return ids
+}

@@ -1,0 +1,404 @@
+package ext4
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"syscall"
+)
+
+// ftToDT maps ext4 dirent file types to syscall.DT_* values.
+var ftToDT = [8]uint8{syscall.DT_UNKNOWN, syscall.DT_REG, syscall.DT_DIR, syscall.DT_CHR,
+	syscall.DT_BLK, syscall.DT_FIFO, syscall.DT_SOCK, syscall.DT_LNK}
+
+const dirTailFT = 0xDE // file_type of the checksum tail's fake entry
+
+// recLen decodes rec_len; 64 KiB blocks store 65536 as 0 or 65535.
+func (f *FS) recLen(v uint16) int {
+	if f.bs < 65536 {
+		return int(v)
+	}
+	if v == 65535 || v == 0 {
+		return int(f.bs)
+	}
+	return int(v&65532) | int(v&3)<<16
+}
+
+// walkEntries calls fn for each live entry (inode != 0) in a chain of
+// directory entries filling b. fn returns false to stop.
+func (f *FS) walkEntries(b []byte, fn func(name []byte, ino uint32, ft uint8) bool) error {
+	for off := 0; off < len(b); {
+		if off+8 > len(b) {
+			return fmt.Errorf("%w: directory entry at %d truncated", ErrCorrupt, off)
+		}
+		ino := binary.LittleEndian.Uint32(b[off:])
+		rl := f.recLen(binary.LittleEndian.Uint16(b[off+4:]))
+		nl := int(b[off+6])
+		ft := b[off+7]
+		if rl < 8 || rl%4 != 0 || off+rl > len(b) || 8+nl > rl {
+			return fmt.Errorf("%w: directory entry at %d: rec_len %d name_len %d", ErrCorrupt, off, rl, nl)
+		}
+		if ino != 0 && nl > 0 {
+			if uint64(ino) > uint64(f.sb.sInodesCount) {
+				return fmt.Errorf("%w: directory entry %q names inode %d", ErrCorrupt, b[off+8:off+8+nl], ino)
+			}
+			if !f.sb.incompat(incompatFiletype) {
+				ft = 0
+			}
+			if !fn(b[off+8:off+8+nl], ino, ft) {
+				return nil
+			}
+		}
+		off += rl
+	}
+	return nil
+}
+
+// dirBlock reads logical block lblk of a block-mapped directory.
+func (f *FS) dirBlock(in *inode, lblk uint64) ([]byte, uint64, error) {
+	phys, _, err := f.mapBlock(in, lblk)
+	if err != nil {
+		return nil, 0, err
+	}
+	if phys == 0 {
+		return nil, 0, fmt.Errorf("%w: directory has a hole at block %d", ErrCorrupt, lblk)
+	}
+	b, err := f.block(phys)
+	return b, phys, err
+}
+
+// leafEntries returns the part of a leaf block holding entries, after
+// checking its checksum tail.
+func (f *FS) leafEntries(in *inode, b []byte) ([]byte, error) {
+	if !f.csum {
+		return b, nil
+	}
+	t := len(b) - 12
+	if binary.LittleEndian.Uint32(b[t:]) != 0 || binary.LittleEndian.Uint16(b[t+4:]) != 12 ||
+		b[t+6] != 0 || b[t+7] != dirTailFT {
+		return nil, fmt.Errorf("%w: directory block without checksum tail", ErrChecksum)
+	}
+	if want, got := binary.LittleEndian.Uint32(b[t+8:]), crc32c(in.csumSeed, b[:t]); want != got {
+		return nil, fmt.Errorf("%w: directory block checksum %#x, computed %#x", ErrChecksum, want, got)
+	}
+	return b[:t], nil
+}
+
+// isIndexed reports whether the directory uses an htree index.
+func (f *FS) isIndexed(in *inode) bool {
+	return in.iFlags&flagIndex != 0 && f.sb.compat(compatDirIndex) && in.iFlags&flagInlineData == 0
+}
+
+// isDxNode reports whether b is an htree interior node: one empty entry
+// spanning the whole block.
+func (f *FS) isDxNode(b []byte) bool {
+	return binary.LittleEndian.Uint32(b) == 0 && f.recLen(binary.LittleEndian.Uint16(b[4:])) == len(b) && b[6] == 0
+}
+
+// dxCount returns limit and count of an index node at co, verifying the
+// dx tail checksum.
+func (f *FS) dxCount(in *inode, b []byte, co int) (limit, count int, err error) {
+	limit = int(binary.LittleEndian.Uint16(b[co:]))
+	count = int(binary.LittleEndian.Uint16(b[co+2:]))
+	end := co + 8*limit
+	if f.csum {
+		end += 8
+	}
+	if count == 0 || count > limit || end > len(b) {
+		return 0, 0, fmt.Errorf("%w: htree node limit %d count %d", ErrCorrupt, limit, count)
+	}
+	if f.csum {
+		t := co + 8*limit
+		c := crc32c(in.csumSeed, b[:co+8*count])
+		c = crc32c(c, b[t:t+4])
+		c = crc32c(c, []byte{0, 0, 0, 0})
+		if want := binary.LittleEndian.Uint32(b[t+4:]); want != c {
+			return 0, 0, fmt.Errorf("%w: htree node checksum %#x, computed %#x", ErrChecksum, want, c)
+		}
+	}
+	return limit, count, nil
+}
+
+// forEachEntry calls fn for every entry of directory in, except "." and
+// "..", in on-disk order.
+func (f *FS) forEachEntry(in *inode, fn func(name []byte, ino uint32, ft uint8) bool) error {
+	if !in.isDir() {
+		return ErrNotDir
+	}
+	stopped := false
+	wrap := func(name []byte, ino uint32, ft uint8) bool {
+		if string(name) == "." || string(name) == ".." {
+			return true
+		}
+		if !fn(name, ino, ft) {
+			stopped = true
+			return false
+		}
+		return true
+	}
+	if in.iFlags&flagInlineData != 0 {
+		d, err := f.inlineData(in)
+		if err != nil {
+			return err
+		}
+		if err := f.walkEntries(d[4:60], wrap); err != nil || stopped {
+			return err
+		}
+		return f.walkEntries(d[60:], wrap)
+	}
+	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
+	indexed := f.isIndexed(in)
+	for lblk := uint64(0); lblk < nblk && !stopped; lblk++ {
+		b, _, err := f.dirBlock(in, lblk)
+		if err != nil {
+			return err
+		}
+		if indexed && lblk == 0 {
+			continue // the htree root: only "." and ".."
+		}
+		if f.isDxNode(b) {
+			continue // an htree interior node, or an empty leaf without a tail
+		}
+		ents, err := f.leafEntries(in, b)
+		if err != nil {
+			return fmt.Errorf("directory block %d: %w", lblk, err)
+		}
+		if err := f.walkEntries(ents, wrap); err != nil {
+			return fmt.Errorf("directory block %d: %w", lblk, err)
+		}
+	}
+	return nil
+}
+
+// ReadDir returns all entries of directory dir except "." and "..".
+func (f *FS) ReadDir(dir uint64) ([]DirEntry, error) {
+	in, err := f.inode(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []DirEntry
+	err = f.forEachEntry(in, func(name []byte, ino uint32, ft uint8) bool {
+		out = append(out, DirEntry{Name: string(name), Ino: uint64(ino), Type: ftToDT[ft&7]})
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ext4: directory %d: %w", dir, err)
+	}
+	for i := range out {
+		if out[i].Type == syscall.DT_UNKNOWN {
+			if st, err := f.Stat(out[i].Ino); err == nil {
+				out[i].Type = uint8(st.Mode >> 12)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Lookup returns the inode number of name in directory dir, using the
+// htree index when there is one (falling back to a scan if it is corrupt).
+func (f *FS) Lookup(dir uint64, name string) (uint64, error) {
+	in, err := f.inode(dir)
+	if err != nil {
+		return 0, err
+	}
+	if !in.isDir() {
+		return 0, fmt.Errorf("ext4: inode %d: %w", dir, ErrNotDir)
+	}
+	if name == "" || len(name) > 255 {
+		return 0, fmt.Errorf("ext4: %q in directory %d: %w", name, dir, fs.ErrNotExist)
+	}
+	if name == "." {
+		return dir, nil
+	}
+	if name == ".." {
+		return f.parent(in)
+	}
+	nb := []byte(name)
+	if f.isIndexed(in) {
+		ino, err := f.dxLookup(in, nb)
+		if err == nil {
+			if ino == 0 {
+				return 0, fmt.Errorf("ext4: %q in directory %d: %w", name, dir, fs.ErrNotExist)
+			}
+			return ino, nil
+		}
+		// A damaged index: the leaves may still be fine, scan them.
+	}
+	var found uint64
+	err = f.forEachEntry(in, func(n []byte, ino uint32, _ uint8) bool {
+		if bytes.Equal(n, nb) {
+			found = uint64(ino)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ext4: directory %d: %w", dir, err)
+	}
+	if found == 0 {
+		return 0, fmt.Errorf("ext4: %q in directory %d: %w", name, dir, fs.ErrNotExist)
+	}
+	return found, nil
+}
+
+// parent returns the ".." inode of a directory: the entry after "." in
+// block 0, or the 4-byte header of an inline directory.
+func (f *FS) parent(in *inode) (uint64, error) {
+	if in.iFlags&flagInlineData != 0 {
+		d, err := f.inlineData(in)
+		if err != nil {
+			return 0, err
+		}
+		return uint64(binary.LittleEndian.Uint32(d)), nil
+	}
+	b, _, err := f.dirBlock(in, 0)
+	if err != nil {
+		return 0, err
+	}
+	r0 := f.recLen(binary.LittleEndian.Uint16(b[4:]))
+	if r0 < 12 || r0+12 > len(b) || b[r0+6] != 2 || string(b[r0+8:r0+10]) != ".." {
+		return 0, fmt.Errorf("%w: directory %d has no \"..\"", ErrCorrupt, in.ino)
+	}
+	p := uint64(binary.LittleEndian.Uint32(b[r0:]))
+	if p == 0 || p > uint64(f.sb.sInodesCount) {
+		return 0, fmt.Errorf("%w: directory %d: \"..\" is inode %d", ErrCorrupt, in.ino, p)
+	}
+	return p, nil
+}
+
+type dxFrame struct {
+	b     []byte
+	co    int // offset of limit/count
+	count int
+	at    int // current entry index
+}
+
+func (fr *dxFrame) hash(i int) uint32 { return binary.LittleEndian.Uint32(fr.b[fr.co+8*i:]) }
+func (fr *dxFrame) block(i int) uint32 {
+	return binary.LittleEndian.Uint32(fr.b[fr.co+8*i+4:])
+}
+
+// dxLookup finds name through the htree index. It returns 0 with a nil
+// error when the name is absent, and an error when the index is unusable.
+func (f *FS) dxLookup(in *inode, name []byte) (uint64, error) {
+	root, _, err := f.dirBlock(in, 0)
+	if err != nil {
+		return 0, err
+	}
+	if len(root) < 0x28 || binary.LittleEndian.Uint32(root[0x18:]) != 0 || root[0x1D] != 8 {
+		return 0, fmt.Errorf("%w: htree root info", ErrCorrupt)
+	}
+	version := int(root[0x1C])
+	levels := int(root[0x1E])
+	maxLevels := 2
+	if f.sb.incompat(incompatLargeDir) {
+		maxLevels = 3
+	}
+	if levels >= maxLevels {
+		return 0, fmt.Errorf("%w: htree depth %d", ErrCorrupt, levels)
+	}
+	if version <= hashTea && !f.hashSign {
+		version += 3
+	}
+	hash, ok := dirHash(name, version, f.sb.sHashSeed)
+	if !ok {
+		return 0, fmt.Errorf("%w: htree hash version %d", ErrUnsupported, version)
+	}
+	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
+	frames := make([]dxFrame, 0, levels+1)
+	fr := dxFrame{b: root, co: 0x20}
+	for level := 0; ; level++ {
+		if _, fr.count, err = f.dxCount(in, fr.b, fr.co); err != nil {
+			return 0, err
+		}
+		lo, hi := 1, fr.count
+		for lo < hi {
+			m := (lo + hi) / 2
+			if fr.hash(m) <= hash {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		fr.at = lo - 1
+		frames = append(frames, fr)
+		if level == levels {
+			break
+		}
+		next := uint64(fr.block(fr.at))
+		if next == 0 || next >= nblk {
+			return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, next)
+		}
+		b, _, err := f.dirBlock(in, next)
+		if err != nil {
+			return 0, err
+		}
+		if !f.isDxNode(b) {
+			return 0, fmt.Errorf("%w: htree node %d", ErrCorrupt, next)
+		}
+		fr = dxFrame{b: b, co: 8}
+	}
+	for steps := uint64(0); steps <= nblk; steps++ {
+		last := &frames[len(frames)-1]
+		leaf := uint64(last.block(last.at))
+		if leaf == 0 || leaf >= nblk {
+			return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, leaf)
+		}
+		b, _, err := f.dirBlock(in, leaf)
+		if err != nil {
+			return 0, err
+		}
+		ents, err := f.leafEntries(in, b)
+		if err != nil {
+			return 0, err
+		}
+		var found uint64
+		if err := f.walkEntries(ents, func(n []byte, ino uint32, _ uint8) bool {
+			if bytes.Equal(n, name) {
+				found = uint64(ino)
+				return false
+			}
+			return true
+		}); err != nil {
+			return 0, err
+		}
+		if found != 0 {
+			return found, nil
+		}
+		// A hash collision may continue into the next leaf, marked by the
+		// low bit of that leaf's starting hash (ext4_htree_next_block).
+		i := len(frames) - 1
+		for ; i >= 0; i-- {
+			frames[i].at++
+			if frames[i].at < frames[i].count {
+				break
+			}
+		}
+		if i < 0 {
+			return 0, nil
+		}
+		if frames[i].hash(frames[i].at)&^1 != hash {
+			return 0, nil
+		}
+		for j := i + 1; j < len(frames); j++ {
+			next := uint64(frames[j-1].block(frames[j-1].at))
+			if next == 0 || next >= nblk {
+				return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, next)
+			}
+			b, _, err := f.dirBlock(in, next)
+			if err != nil {
+				return 0, err
+			}
+			fr := dxFrame{b: b, co: 8}
+			if !f.isDxNode(b) {
+				return 0, fmt.Errorf("%w: htree node %d", ErrCorrupt, next)
+			}
+			if _, fr.count, err = f.dxCount(in, b, 8); err != nil {
+				return 0, err
+			}
+			frames[j] = fr
+		}
+	}
+	return 0, fmt.Errorf("%w: htree walk does not end", ErrCorrupt)
+}

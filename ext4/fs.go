@@ -1,0 +1,285 @@
+package ext4
+
+import (
+	"container/list"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// FS is an opened filesystem. It is safe for concurrent use.
+type FS struct {
+	r      io.ReaderAt
+	size   int64
+	sb     *superblock
+	bs     uint64 // block size in bytes
+	bits   uint   // log2(bs)
+	groups []groupDesc
+	ngroup uint64
+
+	csum     bool   // metadata_csum
+	csumSeed uint32 // crc32c seed for metadata checksums
+	hashSign bool   // htree hashes treat name bytes as signed char
+
+	mu     sync.Mutex
+	blocks lru // block number -> []byte (metadata blocks)
+	inodes lru // inode number -> *inode
+
+	statfsOnce sync.Once
+	statfs     Statfs
+}
+
+// Cache bounds: metadata blocks (bytes) and parsed inodes (count).
+const (
+	blockCacheBytes = 8 << 20
+	inodeCacheSize  = 8192
+)
+
+// groupDesc holds the fields of struct ext4_group_desc this reader uses.
+type groupDesc struct {
+	bgBlockBitmap     uint64
+	bgInodeBitmap     uint64
+	bgInodeTable      uint64
+	bgFreeBlocksCount uint32
+	bgFreeInodesCount uint32
+	bgFlags           uint16
+	bgChecksum        uint16
+	bad               error // checksum or range failure: inodes here are unreadable
+}
+
+// Open reads the superblock and group descriptors of the filesystem in r,
+// which is size bytes long.
+func Open(r io.ReaderAt, size int64) (*FS, error) {
+	raw := make([]byte, superblockSize)
+	if size < superblockOffset+superblockSize {
+		return nil, fmt.Errorf("%w: %d bytes is too small for a filesystem", ErrCorrupt, size)
+	}
+	if _, err := r.ReadAt(raw, superblockOffset); err != nil {
+		return nil, fmt.Errorf("ext4: read superblock: %w", err)
+	}
+	sb, err := decodeSuperblock(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := sb.validate(raw); err != nil {
+		return nil, err
+	}
+	f := &FS{r: r, size: size, sb: sb, bits: uint(10 + sb.sLogBlockSize)}
+	f.bs = 1 << f.bits
+	if sb.sBlocksCount > uint64(size)>>f.bits {
+		return nil, fmt.Errorf("%w: image has %d bytes, the filesystem claims %d blocks of %d", ErrCorrupt, size, sb.sBlocksCount, f.bs)
+	}
+	f.ngroup = (sb.sBlocksCount - uint64(sb.sFirstDataBlock) + uint64(sb.sBlocksPerGroup) - 1) / uint64(sb.sBlocksPerGroup)
+	if sb.roCompat(roCompatMetadataCsum) {
+		f.csum = true
+		if sb.incompat(incompatCsumSeed) {
+			f.csumSeed = sb.sChecksumSeed
+		} else {
+			f.csumSeed = crc32c(^uint32(0), sb.sUUID[:])
+		}
+	}
+	f.hashSign = sb.sFlags&0x2 == 0 // EXT2_FLAGS_UNSIGNED_HASH; signed otherwise (x86 default)
+	f.blocks.max = int(blockCacheBytes / f.bs)
+	if f.blocks.max < 16 {
+		f.blocks.max = 16
+	}
+	f.inodes.max = inodeCacheSize
+	if err := f.readGroups(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// BlockSize returns the filesystem block size in bytes.
+func (f *FS) BlockSize() int { return int(f.bs) }
+
+// descPerBlock is how many group descriptors fit a block.
+func (f *FS) descPerBlock() uint64 { return f.bs / uint64(f.sb.sDescSize) }
+
+// hasSuper reports whether group g holds a superblock backup (ext4_bg_has_super).
+func (f *FS) hasSuper(g uint64) bool {
+	if g == 0 {
+		return true
+	}
+	if f.sb.compat(compatSparseSuper2) {
+		return g == uint64(f.sb.sBackupBgs[0]) || g == uint64(f.sb.sBackupBgs[1])
+	}
+	if g <= 1 || !f.sb.roCompat(roCompatSparseSuper) {
+		return true
+	}
+	if g&1 == 0 {
+		return false
+	}
+	for _, base := range []uint64{3, 5, 7} {
+		n := base
+		for n < g {
+			n *= base
+		}
+		if n == g {
+			return true
+		}
+	}
+	return false
+}
+
+// descBlock is the location of group descriptor block nr (descriptor_loc):
+// contiguous after the superblock, except that with meta_bg each
+// meta-group from s_first_meta_bg on keeps its own block in its first group.
+func (f *FS) descBlock(nr uint64) uint64 {
+	first := uint64(f.sb.sFirstDataBlock)
+	if !f.sb.incompat(incompatMetaBG) || nr < uint64(f.sb.sFirstMetaBg) {
+		// The superblock's own block: 1 with 1 KiB blocks, else 0.
+		var sbBlock uint64
+		if f.bs == 1024 {
+			sbBlock = 1
+		}
+		return sbBlock + nr + 1
+	}
+	g := f.descPerBlock() * nr
+	var hs uint64
+	if f.hasSuper(g) {
+		hs = 1
+	}
+	if f.bs == 1024 && nr == 0 && first == 0 {
+		hs++
+	}
+	return hs + g*uint64(f.sb.sBlocksPerGroup) + first
+}
+
+func (f *FS) readGroups() error {
+	dpb := f.descPerBlock()
+	nblocks := (f.ngroup + dpb - 1) / dpb
+	f.groups = make([]groupDesc, f.ngroup)
+	buf := make([]byte, f.bs)
+	ds := uint64(f.sb.sDescSize)
+	for nr := uint64(0); nr < nblocks; nr++ {
+		blk := f.descBlock(nr)
+		if err := f.readDev(buf, blk); err != nil {
+			return fmt.Errorf("ext4: group descriptor block %d: %w", blk, err)
+		}
+		for i := uint64(0); i < dpb && nr*dpb+i < f.ngroup; i++ {
+			g := nr*dpb + i
+			f.groups[g] = f.decodeGroup(g, buf[i*ds:(i+1)*ds])
+		}
+	}
+	return nil
+}
+
+func (f *FS) decodeGroup(g uint64, b []byte) groupDesc {
+	le16 := func(o int) uint16 { return binary.LittleEndian.Uint16(b[o:]) }
+	le32 := func(o int) uint32 { return binary.LittleEndian.Uint32(b[o:]) }
+	d := groupDesc{
+		bgBlockBitmap:     uint64(le32(0x0)),
+		bgInodeBitmap:     uint64(le32(0x4)),
+		bgInodeTable:      uint64(le32(0x8)),
+		bgFreeBlocksCount: uint32(le16(0xC)),
+		bgFreeInodesCount: uint32(le16(0xE)),
+		bgFlags:           le16(0x12),
+		bgChecksum:        le16(0x1E),
+	}
+	if len(b) >= 64 {
+		d.bgBlockBitmap |= uint64(le32(0x20)) << 32
+		d.bgInodeBitmap |= uint64(le32(0x24)) << 32
+		d.bgInodeTable |= uint64(le32(0x28)) << 32
+		d.bgFreeBlocksCount |= uint32(le16(0x2C)) << 16
+		d.bgFreeInodesCount |= uint32(le16(0x2E)) << 16
+	}
+	if f.csum {
+		c := crc32c(f.csumSeed, le32b(uint32(g)))
+		c = crc32c(c, b[:0x1E])
+		c = crc32c(c, []byte{0, 0})
+		c = crc32c(c, b[0x20:])
+		if uint16(c) != d.bgChecksum {
+			d.bad = fmt.Errorf("%w: group %d descriptor", ErrChecksum, g)
+		}
+	} else if f.sb.roCompat(roCompatGdtCsum) {
+		c := crc16(0xFFFF, f.sb.sUUID[:])
+		c = crc16(c, le32b(uint32(g)))
+		c = crc16(c, b[:0x1E])
+		if len(b) > 0x20 && f.sb.incompat(incompat64bit) {
+			c = crc16(c, b[0x20:])
+		}
+		if c != d.bgChecksum {
+			d.bad = fmt.Errorf("%w: group %d descriptor crc16", ErrChecksum, g)
+		}
+	}
+	itb := (uint64(f.sb.sInodesPerGroup)*uint64(f.sb.sInodeSize) + f.bs - 1) / f.bs
+	if d.bad == nil && (d.bgInodeTable == 0 || d.bgInodeTable+itb > f.sb.sBlocksCount) {
+		d.bad = fmt.Errorf("%w: group %d inode table at block %d", ErrCorrupt, g, d.bgInodeTable)
+	}
+	return d
+}
+
+// readDev reads one whole block straight from the device.
+func (f *FS) readDev(p []byte, blk uint64) error {
+	if blk >= f.sb.sBlocksCount {
+		return fmt.Errorf("%w: block %d beyond the end (%d blocks)", ErrCorrupt, blk, f.sb.sBlocksCount)
+	}
+	n, err := f.r.ReadAt(p, int64(blk<<f.bits))
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: short read of block %d", ErrCorrupt, blk)
+	}
+	return err
+}
+
+// block returns metadata block blk through the block cache. The returned
+// slice is shared: callers must not modify it.
+func (f *FS) block(blk uint64) ([]byte, error) {
+	f.mu.Lock()
+	if v, ok := f.blocks.get(blk); ok {
+		f.mu.Unlock()
+		return v.([]byte), nil
+	}
+	f.mu.Unlock()
+	b := make([]byte, f.bs)
+	if err := f.readDev(b, blk); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.blocks.put(blk, b)
+	f.mu.Unlock()
+	return b, nil
+}
+
+// lru is a small least-recently-used map; callers hold FS.mu.
+type lru struct {
+	max int
+	l   list.List
+	m   map[uint64]*list.Element
+}
+
+type lruEntry struct {
+	k uint64
+	v any
+}
+
+func (c *lru) get(k uint64) (any, bool) {
+	e, ok := c.m[k]
+	if !ok {
+		return nil, false
+	}
+	c.l.MoveToFront(e)
+	return e.Value.(*lruEntry).v, true
+}
+
+func (c *lru) put(k uint64, v any) {
+	if c.m == nil {
+		c.m = map[uint64]*list.Element{}
+	}
+	if e, ok := c.m[k]; ok {
+		e.Value.(*lruEntry).v = v
+		c.l.MoveToFront(e)
+		return
+	}
+	c.m[k] = c.l.PushFront(&lruEntry{k, v})
+	for c.l.Len() > c.max {
+		e := c.l.Back()
+		c.l.Remove(e)
+		delete(c.m, e.Value.(*lruEntry).k)
+	}
+}

@@ -1,0 +1,87 @@
+package ext4_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/chestfs/chestfs/ext4"
+	"github.com/chestfs/chestfs/internal/fstree"
+	"github.com/chestfs/chestfs/internal/testimg"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testimg.Cleanup()
+	os.Exit(code)
+}
+
+func openImage(t testing.TB, img testimg.Image) *ext4.FS {
+	t.Helper()
+	fh, err := os.Open(img.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fh.Close() })
+	st, err := fh.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := ext4.Open(fh, st.Size())
+	if err != nil {
+		t.Fatalf("ext4.Open(%s): %v", img.Variant.Name, err)
+	}
+	return fsys
+}
+
+// TestKernel compares every attribute the parser reports with the kernel's
+// read-only mount of the same image, for every image variant.
+func TestKernel(t *testing.T) {
+	testimg.RequireRoot(t)
+	for _, v := range testimg.Variants() {
+		if v.NoKernel {
+			continue
+		}
+		t.Run(v.Name, func(t *testing.T) {
+			t0 := time.Now()
+			img := testimg.Build(t, v)
+			t1 := time.Now()
+			fsys := openImage(t, img)
+			got, err := fstree.FromExt4(fsys)
+			if err != nil {
+				t.Fatalf("parser walk: %v", err)
+			}
+			t2 := time.Now()
+			mnt := img.Mount(t)
+			want, err := fstree.Snapshot(mnt)
+			t.Logf("build %v parse %v kernel %v", t1.Sub(t0), t2.Sub(t1), time.Since(t2))
+			if err != nil {
+				t.Fatalf("kernel snapshot: %v", err)
+			}
+			delete(want, "lost+found")
+			for p := range want {
+				if len(p) > 11 && p[:11] == "lost+found/" {
+					delete(want, p)
+				}
+			}
+			delete(got, "lost+found")
+			if len(want) < 30 {
+				t.Fatalf("kernel view has only %d paths", len(want))
+			}
+			for _, d := range fstree.Compare(want, got, fstree.Options{}) {
+				t.Error(d)
+			}
+			var ks unix.Statfs_t
+			if err := unix.Statfs(mnt, &ks); err != nil {
+				t.Fatal(err)
+			}
+			ps := fsys.Statfs()
+			kw := ext4.Statfs{BlockSize: uint32(ks.Bsize), Blocks: ks.Blocks, BFree: ks.Bfree, BAvail: ks.Bavail,
+				Files: ks.Files, FFree: ks.Ffree, NameLen: uint32(ks.Namelen)}
+			if ps != kw {
+				t.Errorf("statfs: kernel %+v, parser %+v", kw, ps)
+			}
+		})
+	}
+}

@@ -1,0 +1,156 @@
+// Package fusefs serves an ext4.FS read-only through FUSE.
+//
+// It speaks go-fuse's raw protocol API: the FUSE node ID of every file is its
+// ext4 inode number (the kernel's root node ID 1 stands for ext4.RootIno), so
+// the server keeps no node tree in memory and st_ino matches the kernel's own
+// ext4 driver. The image is immutable, so entries and attributes are cached by
+// the kernel for a long time and file data stays in the page cache across
+// opens.
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/chestfs/chestfs/ext4"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a mount.
+type Options struct {
+	// AllowOther lets users other than the mounting one see the files
+	// (mount option allow_other; needs user_allow_other in /etc/fuse.conf
+	// when not root).
+	AllowOther bool
+	// Debug logs every FUSE request and reply.
+	Debug bool
+	// FsName is the mount source shown in /proc/mounts and df; default "chestfs".
+	FsName string
+	// Name is the subtype: the type shows as "fuse.<Name>"; default "chestfs".
+	Name string
+}
+
+const (
+	// maxRead is the largest READ request the kernel sends (max_read,
+	// MaxPages). 1 MiB is the kernel's default fuse max_pages_limit.
+	maxRead = 1 << 20
+	// readAheadKB is what the mount's backing device readahead is raised to;
+	// the kernel starts FUSE mounts at 128 KiB and INIT can only lower it.
+	readAheadKB = 1024
+	// maxBackground bounds concurrent asynchronous (readahead) requests.
+	maxBackground = 64
+)
+
+// Server is a live mount.
+type Server struct {
+	srv        *fuse.Server
+	raw        *rawFS
+	mountpoint string
+	done       chan struct{}
+}
+
+// Mount mounts fsys read-only at mountpoint and serves it in the background.
+// It returns once the kernel answers requests on the mount point. As root it
+// mounts directly; otherwise it falls back to fusermount3.
+func Mount(fsys *ext4.FS, mountpoint string, opts Options) (*Server, error) {
+	if fsys == nil {
+		return nil, errors.New("fusefs: nil filesystem")
+	}
+	return mount(fsys, mountpoint, opts)
+}
+
+func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
+	if opts.Name == "" {
+		opts.Name = "chestfs"
+	}
+	if opts.FsName == "" {
+		opts.FsName = "chestfs"
+	}
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return nil, fmt.Errorf("fusefs: mount point %s: %w", mountpoint, err)
+	}
+	if st, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("fusefs: mount point: %w", err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("fusefs: mount point %s is not a directory", abs)
+	}
+
+	mo := &fuse.MountOptions{
+		AllowOther: opts.AllowOther,
+		// default_permissions: the kernel checks access from our modes (and,
+		// with EnableAcl, from the POSIX ACL xattrs) exactly as ext4 would.
+		Options:       []string{"ro", "default_permissions"},
+		FsName:        opts.FsName,
+		Name:          opts.Name,
+		Debug:         opts.Debug,
+		Logger:        slog.NewLogLogger(slog.Default().Handler(), slog.LevelInfo),
+		MaxWrite:      maxRead,
+		MaxReadAhead:  maxRead,
+		MaxBackground: maxBackground,
+		DirectMount:   true,
+		// Data comes from memory: splicing would only add a pipe copy (and
+		// 1 MiB replies exceed the default pipe size).
+		DisableSplice: true,
+		// The direct mount takes nosuid/nodev/ro as flags, not option strings.
+		DirectMountFlags:     syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
+		EnableAcl:            true,
+		EnableSymlinkCaching: true,
+		// Like libfuse: READDIRPLUS for the first batch and when the caller
+		// also stats the entries (ls -l), plain READDIR otherwise.
+		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
+	}
+	raw := newRawFS(fsys)
+	srv, err := fuse.NewServer(raw, abs, mo)
+	if err != nil {
+		return nil, fmt.Errorf("fusefs: mount %s: %w", abs, err)
+	}
+	s := &Server{srv: srv, raw: raw, mountpoint: abs, done: make(chan struct{})}
+	go func() {
+		srv.Serve()
+		close(s.done)
+	}()
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
+		return nil, fmt.Errorf("fusefs: mount %s: %w", abs, err)
+	}
+	raiseReadAhead(abs)
+	return s, nil
+}
+
+// raiseReadAhead lifts the mount's readahead window (best effort: it needs
+// write access to sysfs, which root has).
+func raiseReadAhead(mnt string) {
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		return
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte(fmt.Sprintf("%d\n", readAheadKB)), 0); err != nil {
+		slog.Debug("fusefs: cannot raise readahead", "path", p, "err", err)
+	}
+}
+
+// Mountpoint returns the absolute mount point.
+func (s *Server) Mountpoint() string { return s.mountpoint }
+
+// Unmount detaches the mount and waits until the serve loop has stopped.
+// It fails (and the mount stays) while files on it are open.
+func (s *Server) Unmount() error {
+	if err := s.srv.Unmount(); err != nil {
+		return fmt.Errorf("fusefs: unmount %s: %w", s.mountpoint, err)
+	}
+	s.Wait()
+	return nil
+}
+
+// Wait blocks until the mount is gone (unmounted by Unmount, fusermount3 -u
+// or umount) and the server has stopped.
+func (s *Server) Wait() {
+	<-s.done
+}

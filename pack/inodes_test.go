@@ -1,0 +1,187 @@
+package pack
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// memImage is an in-memory ext4 image for patchInodes.
+type memImage []byte
+
+func (m memImage) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(m)) || int64(len(p)) > int64(len(m))-off {
+		return 0, os.ErrInvalid
+	}
+	return copy(p, m[off:]), nil
+}
+
+func (m memImage) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(m)) || int64(len(p)) > int64(len(m))-off {
+		return 0, os.ErrInvalid
+	}
+	return copy(m[off:], p), nil
+}
+
+// smallExt4 makes a real ext4 image of size bytes holding a few files.
+func smallExt4(t testing.TB, size int64, files int) (img, src string) {
+	t.Helper()
+	mkfs, err := findMkfs("")
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	src = filepath.Join(dir, "src")
+	for i := 0; i < files; i++ {
+		p := filepath.Join(src, "d", strings.Repeat("n", i%7+1)+string(rune('a'+i%26))+string(rune('a'+i/26%26)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(p), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if files == 0 {
+		os.Mkdir(src, 0o755)
+	}
+	img = filepath.Join(dir, "fs.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := runMkfs(ctx, mkfs, src, img, size, 0); err != nil {
+		t.Fatal(err)
+	}
+	return img, src
+}
+
+// TestPatchInodes changes the root directory and all owners of a real ext4
+// and checks the result with e2fsprogs (e2fsck verifies every inode checksum).
+func TestPatchInodes(t *testing.T) {
+	needTools(t, "mkfs.ext4", "e2fsck", "debugfs")
+	img, _ := smallExt4(t, 40<<20, 300)
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perm := uint16(0o1750)
+	err = patchInodes(memImage(b), int64(len(b)), inodeAttrs{
+		perm:     &perm,
+		mtime:    &timeSpec{sec: 1 << 32, nsec: 123456789}, // after 2038: needs the epoch bits
+		atime:    &timeSpec{sec: 1000, nsec: 5},
+		allOwner: &[2]uint32{70000, 80000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "e2fsck", "-fn", img)
+	root := mustRun(t, "debugfs", "-R", "stat /", img)
+	for _, want := range []string{"Mode:  01750", "User: 70000   Group: 80000", "mtime: 0x00000000:1d6f3455 -- Sun Feb  7 06:28:16 2106"} {
+		if !strings.Contains(root, want) {
+			t.Errorf("root inode lacks %q:\n%s", want, root)
+		}
+	}
+	if out := mustRun(t, "debugfs", "-R", "stat /d/naa", img); !strings.Contains(out, "User: 70000   Group: 80000") {
+		t.Errorf("file owner not mapped:\n%s", out)
+	}
+	b[sbOffset+sbMagic] ^= 0xff
+	if err := patchInodes(memImage(b), int64(len(b)), inodeAttrs{perm: &perm}); err == nil {
+		t.Error("no error for a missing superblock magic")
+	}
+}
+
+func FuzzPatchInodes(f *testing.F) {
+	img, src := smallExt4(f, 256<<10, 3)
+	b, err := os.ReadFile(img)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		perm := uint16(0o755)
+		patchInodes(memImage(b), int64(len(b)), inodeAttrs{perm: &perm, owner: &[2]uint32{1, 2},
+			mtime: &timeSpec{1, 2}, allOwner: &[2]uint32{3, 4}})
+		setTimes(context.Background(), memImage(b), int64(len(b)), src)
+	})
+}
+
+// TestSetTimes gives 300 files (a directory of several blocks) and their
+// directories nanosecond times; e2fsck checks the inode checksums.
+func TestSetTimes(t *testing.T) {
+	needTools(t, "mkfs.ext4", "e2fsck", "debugfs")
+	img, src := smallExt4(t, 40<<20, 300)
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		tm := time.Unix(1600000000, 987654321)
+		return os.Chtimes(p, tm, tm)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := setTimes(context.Background(), memImage(b), int64(len(b)), src); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "e2fsck", "-fn", img)
+	// 987654321 << 2 = 0xeb79a2c4 (no epoch bits before 2038)
+	for _, p := range []string{"/d", "/d/naa", "/d/nnnnuf", "/d/nnnnnnnl"} {
+		out := mustRun(t, "debugfs", "-R", "stat "+p, img)
+		if !strings.Contains(out, "mtime: 0x5f5e1000:eb79a2c4") || !strings.Contains(out, "atime: 0x5f5e1000:eb79a2c4") {
+			t.Errorf("%s: times not set:\n%s", p, out)
+		}
+	}
+}
+
+// TestPackManyFiles: 3000 empty files need more inodes than the
+// default ratio of a small file system gives; the estimate must ask for them.
+func TestPackManyFiles(t *testing.T) {
+	needTools(t, "mkfs.ext4", "e2fsck")
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	for d := 0; d < 30; d++ {
+		dd := filepath.Join(src, strings.Repeat("d", d%5+1)+string(rune('a'+d)))
+		if err := os.MkdirAll(dd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 100; i++ {
+			f, err := os.Create(filepath.Join(dd, strings.Repeat("f", i%40+1)+string(rune('a'+i%26))+string(rune('a'+i/26))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+	est, err := estimate(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if est.inodes != 3031 || est.entries != 3030 {
+		t.Errorf("estimate counted %d inodes, %d entries", est.inodes, est.entries)
+	}
+	image := filepath.Join(tmp, "img")
+	opts := testOptions(src, image, []byte("k"))
+	opts.Headroom = "0" // so that the inode count, not spare space, decides
+	if err := Pack(testCtx(t), opts); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(image); err != nil || fi.Size() > HeaderSize+64<<20 {
+		t.Fatalf("image: %v (size %d)", err, fi.Size())
+	}
+}

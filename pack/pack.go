@@ -1,0 +1,520 @@
+// Package pack creates a LUKS2-encrypted ext4 image from a directory without
+// privileges and without dm-crypt: `chestfs pack --key-file F DIR IMAGE`.
+//
+// The ext4 file system is built by e2fsprogs (`mkfs.ext4 -d DIR -b 4096`,
+// which runs as an ordinary user) into a sparse temporary file beside IMAGE;
+// the LUKS2 header is written in process and the ext4 data is encrypted in
+// process (1 MiB at a time, on all cores) into a temporary file that is
+// fsynced and renamed to IMAGE at the end. A failure or a cancelled context
+// leaves neither IMAGE nor a temporary file.
+//
+// The result is what `cryptsetup luksFormat --type luks2 --sector-size 4096
+// --cipher aes-xts-plain64 --key-size 512` on a file of the same size, then
+// copying the file system in, would give: two 16 KiB headers (sha256
+// checksums), one keyslot (argon2id by default, or pbkdf2-sha256; AF split
+// with 4000 stripes; area at 32 KiB), a pbkdf2-sha256 digest, and one
+// segment aes-xts-plain64 at 16 MiB with 4096-byte sectors and size
+// "dynamic". The keyslot KDF costs are fixed, not benchmarked: see
+// DefaultArgon2Time and DefaultArgon2MemoryKiB.
+//
+// Ownership: mkfs.ext4 -d copies owner, mode, times, symlinks, hard links,
+// extended attributes, device nodes and holes from DIR (atime and mtime
+// get their nanoseconds here, which e2fsprogs before 1.47.1 drops; ctime is
+// the packing time). Run as root, the image therefore has DIR's owners and device nodes;
+// run as a user, it has the owners that user sees. Options.Owner maps every
+// inode to one UID:GID. The root directory gets DIR's mode, owner and mtime
+// (mkfs.ext4 1.47 itself would not copy them).
+//
+// For the CLI (`chestfs pack`), the options map naturally to flags:
+//
+//	--key-file F          Options.Key = the file's bytes, exactly (as cryptsetup --key-file)
+//	--new-key F           WriteNewKey(F): 32 random bytes, mode 0600, F must not exist; then use them as the key
+//	--size SIZE           Options.Size = ParseSize(SIZE): the whole image, header included (e.g. 64M like the sidecar)
+//	--headroom H          Options.Headroom = H, e.g. "20%+16M" (the default) when no --size
+//	--pbkdf argon2id|argon2i|pbkdf2, --iterations N, --pbkdf-memory KiB, --pbkdf-parallel N
+//	                      Options.PBKDF, Iterations, MemoryKiB, Parallel (the sidecar's recipe: --pbkdf pbkdf2 --iterations 1000)
+//	--owner UID:GID       Options.Owner = ParseOwner(...)
+//	--label L             Options.Label
+//	--force               Options.Overwrite (otherwise an existing IMAGE is an error wrapping fs.ErrExist)
+//	                      Options.Progress = os.Stderr (a bar only when it is a terminal)
+//
+// and the context should be cancelled on SIGINT/SIGTERM.
+package pack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/chestfs/chestfs/xts"
+)
+
+// Default keyslot KDF costs. They are fixed rather than benchmarked, so an
+// image unlocks in about the same time everywhere (a fraction of a second in
+// cryptsetup and in chestfs): argon2id with RFC 9106's second recommended
+// setting (64 MiB, 4 lanes) and 4 passes, cryptsetup's minimum for argon2.
+// For a keyfile of 32 random bytes the KDF cost hardly matters; for a human
+// passphrase, raise MemoryKiB (cryptsetup itself uses up to 1 GiB).
+const (
+	DefaultArgon2Time      = 4
+	DefaultArgon2MemoryKiB = 64 * 1024
+	DefaultArgon2Parallel  = defaultParallel
+	DefaultPBKDF2Iter      = 600000  // OWASP's 2023 figure for PBKDF2-HMAC-SHA256
+	DigestIterations       = 1000    // the volume key is 512 random bits: cryptsetup's minimum suffices
+	MaxKeySize             = 8 << 20 // cryptsetup's default keyfile size limit
+	minExt4Size            = 1 << 20
+	minAutoExt4Size        = 8 << 20
+	chunkSize              = 1 << 20
+)
+
+// HeaderSize is the space before the encrypted ext4 in an image: both LUKS2
+// header copies and the keyslots area (cryptsetup's default data offset).
+const HeaderSize = dataOffset
+
+// Options says what to pack and how.
+type Options struct {
+	Dir   string // source directory
+	Image string // output file; written under a temporary name and renamed at the end
+	Key   []byte // the LUKS passphrase (keyfile bytes, as cryptsetup --key-file reads them)
+
+	// Size of the whole image in bytes, LUKS header (16 MiB) included; a
+	// multiple of 4096. 0 sizes it from DIR plus Headroom.
+	Size int64
+	// Headroom when Size is 0, e.g. "20%+16M" (the default, ""), "50%", "100M".
+	Headroom string
+
+	// PBKDF of the keyslot: "argon2id" (default), "argon2i" or "pbkdf2".
+	PBKDF string
+	// Iterations: argon2 passes (default 4, at least 4) or pbkdf2-sha256
+	// iterations (default 600000, at least 1000; the Azure encfs sidecar's
+	// images use pbkdf2 with 1000).
+	Iterations int
+	MemoryKiB  int // argon2 memory in KiB (default 65536; 32 .. 4 GiB)
+	Parallel   int // argon2 lanes (default 4; 1 .. 4)
+
+	Owner *[2]uint32 // if set, every inode gets this UID, GID
+	Label string     // LUKS2 label (at most 47 bytes)
+
+	// Progress gets a progress bar if it is a terminal; otherwise (and if
+	// nil) packing is quiet.
+	Progress io.Writer
+	// Overwrite allows replacing an existing IMAGE; otherwise Pack fails
+	// with an error wrapping fs.ErrExist.
+	Overwrite bool
+	// TempDir holds the intermediate ext4 file (as large as the image, but
+	// sparse); default the directory of IMAGE.
+	TempDir string
+	// Mkfs is the mkfs.ext4 program; default found in PATH, /usr/sbin, /sbin.
+	Mkfs string
+}
+
+// ErrNoSpace is wrapped when DIR does not fit the requested Size.
+var ErrNoSpace = errors.New("pack: contents do not fit the image size")
+
+// test hooks
+var (
+	afterChunkHook func()
+	afterMkfsHook  func()
+)
+
+// Pack builds IMAGE from DIR as described in the package comment. On any
+// failure, including ctx being cancelled, neither IMAGE nor a temporary
+// file is left behind.
+func Pack(ctx context.Context, opts Options) error {
+	kdf, err := kdfFromOptions(opts)
+	if err != nil {
+		return err
+	}
+	if len(opts.Key) == 0 {
+		return errors.New("pack: empty key")
+	}
+	if len(opts.Key) > MaxKeySize {
+		return fmt.Errorf("pack: key longer than %d bytes", MaxKeySize)
+	}
+	if len(opts.Label) >= labelLen || strings.IndexByte(opts.Label, 0) >= 0 {
+		return fmt.Errorf("pack: label must be at most %d bytes without NUL", labelLen-1)
+	}
+	if opts.Image == "" {
+		return errors.New("pack: no image path")
+	}
+	headroom, err := ParseHeadroom(opts.Headroom)
+	if err != nil {
+		return err
+	}
+	if opts.Size != 0 && (opts.Size%dataSectorSize != 0 || opts.Size < dataOffset+minExt4Size) {
+		return fmt.Errorf("pack: image size %d must be a multiple of 4096 and at least %d", opts.Size, dataOffset+minExt4Size)
+	}
+	dir, err := filepath.EvalSymlinks(opts.Dir) // the walk must see what mkfs.ext4 sees
+	if err != nil {
+		return fmt.Errorf("pack: source directory: %w", err)
+	}
+	dirInfo, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("pack: source directory: %w", err)
+	}
+	if !dirInfo.IsDir() {
+		return fmt.Errorf("pack: source %s is not a directory", opts.Dir)
+	}
+	if !opts.Overwrite {
+		if _, err := os.Lstat(opts.Image); err == nil {
+			return fmt.Errorf("pack: %s: %w", opts.Image, fs.ErrExist)
+		}
+	}
+	mkfs, err := findMkfs(opts.Mkfs)
+	if err != nil {
+		return err
+	}
+	tmpDir := opts.TempDir
+	if tmpDir == "" {
+		tmpDir = filepath.Dir(opts.Image)
+	}
+	prog := newProgress(opts.Progress)
+	defer prog.finish()
+
+	ext4Size := opts.Size - dataOffset
+	var inodes int64
+	if opts.Size == 0 {
+		prog.step("sizing " + opts.Dir)
+		est, err := estimate(ctx, dir)
+		if err != nil {
+			return err
+		}
+		ext4Size, inodes = est.fsSize(headroom)
+	}
+
+	ext4File, err := os.CreateTemp(tmpDir, ".chestfs-pack-*.ext4")
+	if err != nil {
+		return fmt.Errorf("pack: temporary file: %w", err)
+	}
+	ext4Path := ext4File.Name()
+	defer os.Remove(ext4Path)
+	ext4File.Close()
+
+	for attempt := 0; ; attempt++ {
+		prog.step(fmt.Sprintf("building ext4 (%d MiB)", ext4Size>>20))
+		err = runMkfs(ctx, mkfs, dir, ext4Path, ext4Size, inodes)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNoSpace) || opts.Size != 0 || attempt >= 5 {
+			return err
+		}
+		// The estimate fell short: grow by half and try again.
+		ext4Size = roundUp(ext4Size+ext4Size/2, 1<<20)
+		if inodes > 0 {
+			inodes += inodes / 2
+		}
+		slog.Debug("pack: ext4 too small, retrying", "size", ext4Size)
+	}
+	if afterMkfsHook != nil {
+		afterMkfsHook()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := fixInodes(ctx, ext4Path, ext4Size, dir, dirInfo, opts.Owner); err != nil {
+		return err
+	}
+
+	volumeKey := randBytes(volumeKeySize)
+	defer clear(volumeKey)
+	prog.step("writing LUKS2 header")
+	hdr, err := luksHeader(opts.Key, volumeKey, kdf, opts.Label)
+	if err != nil {
+		return err
+	}
+
+	return writeImage(ctx, opts.Image, opts.Overwrite, hdr, ext4Path, ext4Size, volumeKey, prog)
+}
+
+func kdfFromOptions(o Options) (kdfParams, error) {
+	k := kdfParams{Type: o.PBKDF, DigestIter: DigestIterations}
+	if k.Type == "" {
+		k.Type = "argon2id"
+	}
+	switch k.Type {
+	case "argon2id", "argon2i":
+		it, mem, par := o.Iterations, o.MemoryKiB, o.Parallel
+		if it == 0 {
+			it = DefaultArgon2Time
+		}
+		if mem == 0 {
+			mem = DefaultArgon2MemoryKiB
+		}
+		if par == 0 {
+			par = DefaultArgon2Parallel
+		}
+		// cryptsetup's limits (pbkdf.c): time >= 4, 32 KiB <= memory <= 4 GiB, 1..4 threads.
+		if it < 4 || it > 1<<24 {
+			return k, fmt.Errorf("pack: argon2 iterations %d out of range 4..%d", it, 1<<24)
+		}
+		if par < 1 || par > 4 {
+			return k, fmt.Errorf("pack: argon2 parallel %d out of range 1..4", par)
+		}
+		if mem < 32 || mem > 4*1024*1024 || mem < 8*par {
+			return k, fmt.Errorf("pack: argon2 memory %d KiB out of range 32..4194304", mem)
+		}
+		k.Time, k.MemoryKiB, k.Parallel = uint32(it), uint32(mem), uint8(par)
+	case "pbkdf2":
+		it := o.Iterations
+		if it == 0 {
+			it = DefaultPBKDF2Iter
+		}
+		if it < 1000 || it > 1<<31-1 {
+			return k, fmt.Errorf("pack: pbkdf2 iterations %d out of range 1000..%d", it, 1<<31-1)
+		}
+		if o.MemoryKiB != 0 || o.Parallel != 0 {
+			return k, errors.New("pack: memory and parallel apply to argon2 only")
+		}
+		k.Time = uint32(it)
+	default:
+		return k, fmt.Errorf("pack: unknown pbkdf %q (want argon2id, argon2i or pbkdf2)", o.PBKDF)
+	}
+	return k, nil
+}
+
+func findMkfs(p string) (string, error) {
+	if p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
+		return p, nil
+	}
+	// Debian and others keep mkfs.ext4 in /usr/sbin, outside a user's PATH.
+	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("pack: mkfs.ext4 not found (install e2fsprogs)")
+}
+
+// runMkfs formats path (resized to size) with DIR's contents.
+func runMkfs(ctx context.Context, mkfs, dir, path string, size, inodes int64) error {
+	if err := os.Truncate(path, 0); err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	args := []string{"-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0",
+		"-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", dir}
+	if inodes > 0 {
+		args = append(args, "-N", strconv.FormatInt(inodes, 10))
+	}
+	args = append(args, path)
+	cmd := exec.CommandContext(ctx, mkfs, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	slog.Debug("pack: mkfs", "args", args)
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg := strings.TrimSpace(out.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = strings.TrimSpace(msg[i+1:]) // the last line is the summary
+		}
+		if strings.Contains(out.String(), "Could not allocate") || strings.Contains(out.String(), "No space left") {
+			return fmt.Errorf("%w: mkfs.ext4: %s", ErrNoSpace, msg)
+		}
+		return fmt.Errorf("pack: mkfs.ext4 failed (%v): %s", err, msg)
+	}
+	return nil
+}
+
+// fixInodes gives the root directory DIR's mode, owner and times, every
+// inode nanosecond times, and maps all owners when owner is set.
+func fixInodes(ctx context.Context, path string, size int64, dir string, dirInfo os.FileInfo, owner *[2]uint32) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	defer f.Close()
+	perm := uint16(dirInfo.Mode().Perm())
+	if dirInfo.Mode()&fs.ModeSetuid != 0 {
+		perm |= 0o4000
+	}
+	if dirInfo.Mode()&fs.ModeSetgid != 0 {
+		perm |= 0o2000
+	}
+	if dirInfo.Mode()&fs.ModeSticky != 0 {
+		perm |= 0o1000
+	}
+	a := inodeAttrs{perm: &perm, allOwner: owner}
+	if st, ok := dirInfo.Sys().(*syscall.Stat_t); ok {
+		a.owner = &[2]uint32{st.Uid, st.Gid}
+		a.mtime = &timeSpec{st.Mtim.Sec, st.Mtim.Nsec}
+		a.atime = &timeSpec{st.Atim.Sec, st.Atim.Nsec}
+	}
+	if err := patchInodes(f, size, a); err != nil {
+		return err
+	}
+	if err := setTimes(ctx, f, size, dir); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// writeImage writes header and encrypted ext4 into a temporary file beside
+// image and renames it into place.
+func writeImage(ctx context.Context, image string, overwrite bool, hdr []byte, ext4Path string, ext4Size int64, volumeKey []byte, prog *progress) (err error) {
+	dir, base := filepath.Split(image)
+	if dir == "" {
+		dir = "."
+	}
+	var out *os.File
+	for range 100 {
+		tmp := filepath.Join(dir, "."+base+".tmp-"+fmt.Sprintf("%x", randBytes(6)))
+		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pack: create image: %w", err)
+	}
+	tmp := out.Name()
+	defer func() {
+		if err != nil {
+			out.Close()
+			os.Remove(tmp)
+		}
+	}()
+	src, err := os.Open(ext4Path)
+	if err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	defer src.Close()
+	if _, err := out.WriteAt(hdr, 0); err != nil {
+		return fmt.Errorf("pack: write image: %w", err)
+	}
+	prog.start("encrypting", ext4Size)
+	if err := encryptStream(ctx, src, out, ext4Size, volumeKey, prog); err != nil {
+		return err
+	}
+	prog.done()
+	if err := out.Sync(); err != nil {
+		return fmt.Errorf("pack: sync image: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("pack: close image: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := publish(tmp, image, overwrite); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil { // make the rename durable
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// publish moves tmp to image; without overwrite, an existing image is never
+// replaced (link(2) fails atomically; rename is the fallback where the file
+// system has no hard links).
+func publish(tmp, image string, overwrite bool) error {
+	if overwrite {
+		if err := os.Rename(tmp, image); err != nil {
+			return fmt.Errorf("pack: %w", err)
+		}
+		return nil
+	}
+	err := os.Link(tmp, image)
+	if err == nil {
+		os.Remove(tmp)
+		return nil
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("pack: %s: %w", image, fs.ErrExist)
+	}
+	if _, serr := os.Lstat(image); serr == nil {
+		return fmt.Errorf("pack: %s: %w", image, fs.ErrExist)
+	}
+	if err := os.Rename(tmp, image); err != nil {
+		return fmt.Errorf("pack: %w", err)
+	}
+	return nil
+}
+
+// encryptStream encrypts n bytes of src into dst at dataOffset, 1 MiB at a
+// time on several cores; IV = byte offset within the segment / 512.
+func encryptStream(ctx context.Context, src io.ReaderAt, dst io.WriterAt, n int64, volumeKey []byte, prog *progress) error {
+	c, err := xts.New(cipherSpec, volumeKey)
+	if err != nil {
+		return fmt.Errorf("pack: data cipher: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := (n + chunkSize - 1) / chunkSize
+	workers := int64(min(runtime.GOMAXPROCS(0), 8))
+	if workers > chunks {
+		workers = max(chunks, 1)
+	}
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, chunkSize)
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= chunks {
+					return
+				}
+				off := i * chunkSize
+				b := buf[:min(chunkSize, n-off)]
+				if _, err := src.ReadAt(b, off); err != nil {
+					fail(fmt.Errorf("pack: read ext4 at %d: %w", off, err))
+					return
+				}
+				c.EncryptSectors(b, b, dataSectorSize, uint64(off/512))
+				if _, err := dst.WriteAt(b, dataOffset+off); err != nil {
+					fail(fmt.Errorf("pack: write image: %w", err))
+					return
+				}
+				prog.add(int64(len(b)))
+				if afterChunkHook != nil {
+					afterChunkHook()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+func roundUp(v, to int64) int64 { return (v + to - 1) / to * to }

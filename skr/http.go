@@ -1,0 +1,262 @@
+package skr
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+)
+
+// Sentinel errors callers can test with errors.Is.
+var (
+	ErrUnauthorized = errors.New("unauthorized")      // 401: bearer token missing, expired or for the wrong resource
+	ErrForbidden    = errors.New("forbidden")         // 403: release policy not satisfied (or no permission)
+	ErrNotFound     = errors.New("not found")         // 404: no such key / version
+	ErrBadToken     = errors.New("invalid token")     // attestation token failed verification
+	ErrBadResponse  = errors.New("invalid response")  // release response failed verification
+	ErrTLS          = errors.New("TLS failure")       // certificate not trusted / handshake failed
+	ErrDNS          = errors.New("DNS lookup failed") // host name does not resolve
+)
+
+// Options configure the attestation and release clients. The zero value
+// talks to Azure with the system roots and azidentity credentials.
+type Options struct {
+	// HTTPClient replaces the client built from CAPEM.
+	HTTPClient *http.Client
+	// CAPEM is an extra trusted CA (PEM) for TLS and for the release
+	// response's x5c chain, e.g. mockkms's CA.
+	CAPEM []byte
+	// Token is the Key Vault bearer token. If empty: $CHESTFS_AKV_TOKEN, then
+	// the key blob's akv.bearer_token, then Credential, then azidentity's
+	// DefaultAzureCredential (managed identity, workload identity, ...).
+	Token      string
+	Credential azcore.TokenCredential
+	// Attempts bounds tries per request on 5xx, 429 and network errors (default 4).
+	Attempts int
+	// Backoff is the first retry delay, doubled each time up to 8 s (default 500 ms).
+	Backoff time.Duration
+	// Enc asks Key Vault for a wrapping algorithm (e.g. RSA_AES_KEY_WRAP_256);
+	// empty leaves the vault's default (CKM_RSA_AES_KEY_WRAP).
+	Enc string
+	// Now is the clock for token and certificate checks (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+func (o *Options) log() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// roots is the system pool plus CAPEM.
+func (o *Options) roots() (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if len(o.CAPEM) > 0 && !pool.AppendCertsFromPEM(o.CAPEM) {
+		return nil, errors.New("skr: CA PEM holds no certificate")
+	}
+	return pool, nil
+}
+
+func (o *Options) client() (*http.Client, error) {
+	if o.HTTPClient != nil {
+		return o.HTTPClient, nil
+	}
+	pool, err := o.roots()
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}
+
+// withClient returns a copy of o whose HTTPClient is built once, so the
+// requests of one operation share connections; done releases them.
+func (o Options) withClient() (Options, func(), error) {
+	if o.HTTPClient != nil {
+		return o, func() {}, nil
+	}
+	c, err := o.client()
+	if err != nil {
+		return o, nil, err
+	}
+	o.HTTPClient = c
+	return o, c.CloseIdleConnections, nil
+}
+
+// maxResponse bounds every response body read.
+const maxResponse = 4 << 20
+
+// httpError is a non-2xx answer, with Azure's error message when present.
+type httpError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *httpError) Error() string {
+	s := fmt.Sprintf("HTTP %d", e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+func parseHTTPError(status int, body []byte) *httpError {
+	e := &httpError{Status: status}
+	var az struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &az) == nil && (az.Error.Code != "" || az.Error.Message != "") {
+		e.Code, e.Message = az.Error.Code, az.Error.Message
+	} else {
+		e.Message = string(body)
+	}
+	e.Message = oneLine(e.Message, 300)
+	return e
+}
+
+// oneLine squeezes server text into a bounded single line for error messages.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+// netError names DNS and TLS failures; what is e.g. "key vault 127.0.0.1:8443".
+func netError(what string, err error) error {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var recErr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("skr: %s: %w: %v", what, ErrDNS, dnsErr)
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalid):
+		return fmt.Errorf("skr: %s: %w: server certificate not trusted (pass the CA with --ca?): %v", what, ErrTLS, err)
+	case errors.As(err, &recErr):
+		return fmt.Errorf("skr: %s: %w: server does not speak TLS", what, ErrTLS)
+	}
+	return fmt.Errorf("skr: %s: %w", what, err)
+}
+
+func retryable(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsTemporary || dnsErr.IsTimeout
+	}
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recErr tls.RecordHeaderError
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &recErr) {
+		return false
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// do sends the request, retrying network errors, 429 and 5xx with bounded
+// exponential backoff. It returns the final status and body; a non-nil error
+// means no HTTP answer at all.
+func (o *Options) do(ctx context.Context, what, method, url string, header http.Header, body []byte) (int, []byte, error) {
+	c, err := o.client()
+	if err != nil {
+		return 0, nil, err
+	}
+	attempts := o.Attempts
+	if attempts <= 0 {
+		attempts = 4
+	}
+	delay := o.Backoff
+	if delay <= 0 {
+		delay = 500 * time.Millisecond
+	}
+	var lastErr error
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, nil, fmt.Errorf("skr: %s: %w (last error: %v)", what, ctx.Err(), lastErr)
+			case <-t.C:
+			}
+			delay = min(2*delay, 8*time.Second)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+		if err != nil {
+			return 0, nil, fmt.Errorf("skr: %s: %w", what, err)
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			if !retryable(err) || ctx.Err() != nil {
+				return 0, nil, netError(what, err)
+			}
+			lastErr = netError(what, err)
+			o.log().Warn("request failed, retrying", "what", what, "attempt", i+1, "err", err)
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+		resp.Body.Close()
+		if err == nil && len(data) > maxResponse {
+			err = fmt.Errorf("response larger than %d bytes", maxResponse)
+		}
+		if err != nil {
+			lastErr = fmt.Errorf("skr: %s: reading response: %w", what, err)
+			continue
+		}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			lastErr = fmt.Errorf("skr: %s: %w", what, parseHTTPError(resp.StatusCode, data))
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && ra > 0 {
+				delay = min(time.Duration(ra)*time.Second, 8*time.Second)
+			}
+			o.log().Warn("server busy or failing, retrying", "what", what, "status", resp.StatusCode, "attempt", i+1)
+			if i == attempts-1 {
+				return resp.StatusCode, data, nil
+			}
+			continue
+		}
+		return resp.StatusCode, data, nil
+	}
+	return 0, nil, fmt.Errorf("skr: %s: giving up after %d attempts: %w", what, attempts, lastErr)
+}

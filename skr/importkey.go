@@ -1,0 +1,102 @@
+package skr
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+)
+
+// ImportRequest is the body of PUT /keys/{name}.
+type ImportRequest struct {
+	Key           map[string]any `json:"key"`
+	HSM           bool           `json:"hsm"`
+	Attributes    map[string]any `json:"attributes"`
+	ReleasePolicy struct {
+		ContentType string `json:"contentType"`
+		Data        string `json:"data"` // b64url(policy JSON)
+	} `json:"release_policy"`
+}
+
+// ImportKey imports a symmetric key (kty oct-HSM) into vaultURL as name,
+// exportable under the release policy (JSON). It returns the new kid.
+func ImportKey(ctx context.Context, vaultURL, name string, key, policy []byte, opts Options) (string, error) {
+	if len(key) == 0 {
+		return "", errNoKey
+	}
+	jwk := map[string]any{"kty": "oct-HSM", "k": base64.RawURLEncoding.EncodeToString(key),
+		"key_ops": []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}}
+	return ImportJWK(ctx, vaultURL, name, jwk, policy, opts)
+}
+
+// ImportRSAKey imports an RSA private key (kty RSA-HSM); its filesystem key
+// is derived on release (DeriveKey).
+func ImportRSAKey(ctx context.Context, vaultURL, name string, priv *rsa.PrivateKey, policy []byte, opts Options) (string, error) {
+	priv.Precompute()
+	enc := func(b *big.Int) string { return base64.RawURLEncoding.EncodeToString(b.Bytes()) }
+	jwk := map[string]any{"kty": "RSA-HSM", "n": enc(priv.N), "e": enc(big.NewInt(int64(priv.E))), "d": enc(priv.D),
+		"p": enc(priv.Primes[0]), "q": enc(priv.Primes[1]), "dp": enc(priv.Precomputed.Dp), "dq": enc(priv.Precomputed.Dq),
+		"qi": enc(priv.Precomputed.Qinv), "key_ops": []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}}
+	return ImportJWK(ctx, vaultURL, name, jwk, policy, opts)
+}
+
+// ImportJWK sends PUT {vault}/keys/{name} with the JWK and release policy.
+func ImportJWK(ctx context.Context, vaultURL, name string, jwk map[string]any, policy []byte, opts Options) (string, error) {
+	base, err := NormalizeEndpoint(vaultURL)
+	if err != nil {
+		return "", fmt.Errorf("skr: key vault: %w", err)
+	}
+	if !keyNameRE.MatchString(name) {
+		return "", fmt.Errorf("skr: bad key name %q", name)
+	}
+	var pol Policy
+	if err := json.Unmarshal(policy, &pol); err != nil {
+		return "", fmt.Errorf("skr: release policy: %w", err)
+	}
+	u, _ := url.Parse(base)
+	opts, done, err := opts.withClient()
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	token, err := opts.bearer(ctx, u.Hostname(), "")
+	if err != nil {
+		return "", err
+	}
+	req := ImportRequest{Key: jwk, HSM: true, Attributes: map[string]any{"exportable": true}}
+	req.ReleasePolicy.ContentType = "application/json; charset=utf-8"
+	req.ReleasePolicy.Data = base64.RawURLEncoding.EncodeToString(policy)
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	what := "key vault " + u.Host
+	status, data, err := opts.do(ctx, what, http.MethodPut, base+"/keys/"+name+"?api-version="+KVAPIVersion,
+		http.Header{"Authorization": {"Bearer " + token}}, body)
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		he := parseHTTPError(status, data)
+		if status == http.StatusUnauthorized {
+			return "", fmt.Errorf("skr: %s: import %q: %w: %v", what, name, ErrUnauthorized, he)
+		}
+		if status == http.StatusForbidden {
+			return "", fmt.Errorf("skr: %s: import %q: %w: %v", what, name, ErrForbidden, he)
+		}
+		return "", fmt.Errorf("skr: %s: import %q: %w", what, name, he)
+	}
+	var resp struct {
+		Key struct {
+			KID string `json:"kid"`
+		} `json:"key"`
+	}
+	if err := json.Unmarshal(data, &resp); err != nil || resp.Key.KID == "" {
+		return "", fmt.Errorf("skr: %s: import %q: %w: no kid in the answer", what, name, ErrBadResponse)
+	}
+	return resp.Key.KID, nil
+}

@@ -1,0 +1,367 @@
+package mockkms
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chestfs/chestfs/skr"
+)
+
+// storedKey is an imported key. Material is the oct secret or the RSA
+// key's PKCS#8 DER; the mock is the KMS, so it keeps it.
+type storedKey struct {
+	Name     string          `json:"name"`
+	Version  string          `json:"version"`
+	KTY      string          `json:"kty"`
+	Material []byte          `json:"material"`
+	Policy   json.RawMessage `json:"policy"`
+	Created  int64           `json:"created"`
+}
+
+type state struct {
+	Keys []*storedKey `json:"keys"`
+}
+
+func (s *Server) loadState() error {
+	data, err := os.ReadFile(s.opts.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mockkms: state: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("mockkms: state %s: %w", s.opts.StateFile, err)
+	}
+	for _, k := range st.Keys {
+		s.keys[strings.ToLower(k.Name)] = k
+	}
+	return nil
+}
+
+// saveState writes the keys atomically with mode 0600; call with s.mu held.
+func (s *Server) saveState() error {
+	if s.opts.StateFile == "" {
+		return nil
+	}
+	var st state
+	for _, k := range s.keys {
+		st.Keys = append(st.Keys, k)
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.opts.StateFile), ".mockkms-state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), s.opts.StateFile)
+}
+
+// checkBearer plays Key Vault's authentication.
+func (s *Server) checkBearer(w http.ResponseWriter, r *http.Request) bool {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || strings.TrimSpace(tok) == "" {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
+		return false
+	}
+	if s.opts.BearerToken != "" && tok != s.opts.BearerToken {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "AKV10032: Invalid issuer or expired token.")
+		return false
+	}
+	return true
+}
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func jwkInt(m map[string]any, name string) (*big.Int, error) {
+	s, _ := m[name].(string)
+	b, err := decodeB64(s)
+	if err != nil || len(b) == 0 {
+		return nil, fmt.Errorf("JWK field %q missing or not base64url", name)
+	}
+	return new(big.Int).SetBytes(b), nil
+}
+
+// keyMaterial turns an imported JWK into stored material.
+func keyMaterial(jwk map[string]any) (string, []byte, error) {
+	kty, _ := jwk["kty"].(string)
+	switch kty {
+	case "oct", "oct-HSM":
+		k, _ := jwk["k"].(string)
+		b, err := decodeB64(k)
+		if err != nil || len(b) == 0 {
+			return "", nil, errors.New("JWK field \"k\" missing or not base64url")
+		}
+		return kty, b, nil
+	case "RSA", "RSA-HSM":
+		var v [5]*big.Int
+		for i, f := range []string{"n", "e", "d", "p", "q"} {
+			x, err := jwkInt(jwk, f)
+			if err != nil {
+				return "", nil, err
+			}
+			v[i] = x
+		}
+		if !v[1].IsInt64() || v[1].Int64() > 1<<31 {
+			return "", nil, errors.New("RSA exponent too large")
+		}
+		priv := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: v[0], E: int(v[1].Int64())}, D: v[2], Primes: []*big.Int{v[3], v[4]}}
+		if err := priv.Validate(); err != nil {
+			return "", nil, fmt.Errorf("RSA key: %v", err)
+		}
+		priv.Precompute()
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return "", nil, err
+		}
+		return kty, der, nil
+	}
+	return "", nil, fmt.Errorf("unsupported kty %q", kty)
+}
+
+// handleImport plays PUT /keys/{name}.
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
+	if !s.checkBearer(w, r) {
+		return
+	}
+	name := r.PathValue("name")
+	var req skr.ImportRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", "request body: "+err.Error())
+		return
+	}
+	kty, material, err := keyMaterial(req.Key)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", "key: "+err.Error())
+		return
+	}
+	if exp, _ := req.Attributes["exportable"].(bool); !exp {
+		writeError(w, http.StatusBadRequest, "BadParameter", "a key with a release policy must be exportable")
+		return
+	}
+	pol, err := decodeB64(req.ReleasePolicy.Data)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", "release_policy.data: "+err.Error())
+		return
+	}
+	var p skr.Policy
+	if err := json.Unmarshal(pol, &p); err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", "release policy: "+err.Error())
+		return
+	}
+	if err := checkPolicy(&p); err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", err.Error())
+		return
+	}
+	ver := make([]byte, 16)
+	rand.Read(ver)
+	k := &storedKey{Name: name, Version: hex.EncodeToString(ver), KTY: kty, Material: material, Policy: pol, Created: s.now().Unix()}
+	s.mu.Lock()
+	s.keys[strings.ToLower(name)] = k
+	err = s.saveState()
+	s.mu.Unlock()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", "saving state: "+err.Error())
+		return
+	}
+	s.log.Info("mock-kms imported key", "name", name, "kty", kty, "version", k.Version)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"key":            map[string]any{"kid": s.kid(r, k), "kty": kty, "key_ops": []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}},
+		"attributes":     map[string]any{"enabled": true, "exportable": true, "created": k.Created, "updated": k.Created},
+		"release_policy": map[string]any{"contentType": "application/json; charset=utf-8", "data": b64url(pol)},
+	})
+}
+
+func (s *Server) kid(r *http.Request, k *storedKey) string {
+	return "https://" + strings.ToLower(r.Host) + "/keys/" + k.Name + "/" + k.Version
+}
+
+// verifyTarget checks an attestation token issued by this mock.
+func (s *Server) verifyTarget(token string) (map[string]any, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	hb, err := decodeB64(parts[0])
+	if err != nil {
+		return nil, errors.New("header is not base64url")
+	}
+	var h struct {
+		Alg string `json:"alg"`
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, errors.New("header is not JSON")
+	}
+	if h.Alg != "RS256" || h.KID != s.maaKID {
+		return nil, fmt.Errorf("not signed by this attestation service (alg %q kid %q)", h.Alg, h.KID)
+	}
+	sig, err := decodeB64(parts[2])
+	if err != nil {
+		return nil, errors.New("signature is not base64url")
+	}
+	d := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(&s.maaKey.PublicKey, crypto.SHA256, d[:], sig); err != nil {
+		return nil, errors.New("signature does not verify")
+	}
+	pb, err := decodeB64(parts[1])
+	if err != nil {
+		return nil, errors.New("payload is not base64url")
+	}
+	dec := json.NewDecoder(bytes.NewReader(pb))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		return nil, errors.New("payload is not JSON")
+	}
+	now := s.now().Unix()
+	exp, ok1 := numClaim(claims, "exp")
+	nbf, ok2 := numClaim(claims, "nbf")
+	if !ok1 || !ok2 {
+		return nil, errors.New("exp or nbf missing")
+	}
+	if now > exp+60 {
+		return nil, fmt.Errorf("token expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
+	}
+	if now+60 < nbf {
+		return nil, errors.New("token not yet valid")
+	}
+	return claims, nil
+}
+
+func numClaim(claims map[string]any, name string) (int64, bool) {
+	n, ok := claims[name].(json.Number)
+	if !ok {
+		return 0, false
+	}
+	v, err := n.Int64()
+	return v, err == nil
+}
+
+// runtimeKey picks the key Key Vault wraps to: kid TpmEphemeralEncryptionKey,
+// else the first RSA key of x-ms-runtime.
+func runtimeKey(claims map[string]any) (string, *rsa.PublicKey) {
+	list, byKID := skr.RuntimeKeys(claims)
+	if k := byKID[skr.RuntimeKeyID]; k != nil {
+		return skr.RuntimeKeyID, k
+	}
+	if len(list) > 0 {
+		for kid, k := range byKID {
+			if k == list[0] {
+				return kid, k
+			}
+		}
+		return "", list[0]
+	}
+	return "", nil
+}
+
+// handleRelease plays POST /keys/{name}[/{version}]/release.
+func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
+	if !s.checkBearer(w, r) {
+		return
+	}
+	name, version := r.PathValue("name"), r.PathValue("version")
+	s.mu.Lock()
+	k := s.keys[strings.ToLower(name)]
+	s.mu.Unlock()
+	if k == nil || (version != "" && !strings.EqualFold(version, k.Version)) {
+		id := name
+		if version != "" {
+			id += "/" + version
+		}
+		writeError(w, http.StatusNotFound, "KeyNotFound", fmt.Sprintf("A key with (name/id) %s was not found in this key vault.", id))
+		return
+	}
+	var req skr.ReleaseRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Target == "" {
+		writeError(w, http.StatusBadRequest, "BadParameter", "request body needs a \"target\" attestation token")
+		return
+	}
+	claims, err := s.verifyTarget(req.Target)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", "Target environment attestation token is invalid: "+err.Error())
+		return
+	}
+	var p skr.Policy
+	if err := json.Unmarshal(k.Policy, &p); err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", "stored policy: "+err.Error())
+		return
+	}
+	iss, _ := claims["iss"].(string)
+	if err := evalPolicy(&p, iss, claims); err != nil {
+		s.log.Info("mock-kms refused release", "key", name, "reason", err)
+		writeError(w, http.StatusForbidden, "Forbidden", "Target environment attestation statement does not satisfy the key release policy: "+err.Error())
+		return
+	}
+	kid, pub := runtimeKey(claims)
+	if pub == nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", "Target environment attestation token carries no RSA key in x-ms-runtime.keys")
+		return
+	}
+	enc := req.Enc
+	if enc == "" {
+		enc = skr.EncCKMRSAAESKeyWrap
+	}
+	keyHSM, err := skr.WrapKeyHSM(kid, enc, pub, k.Material)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BadParameter", err.Error())
+		return
+	}
+	var payload skr.ReleasePayload
+	payload.Request.APIVersion = r.URL.Query().Get("api-version")
+	payload.Request.Enc = enc
+	payload.Request.KID = s.kid(r, k)
+	pk := &payload.Response.Key
+	pk.Key.KID, pk.Key.KTY, pk.Key.KeyHSM = s.kid(r, k), k.KTY, keyHSM
+	pk.Key.KeyOps = []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}
+	pk.Attributes, _ = json.Marshal(map[string]any{"enabled": true, "exportable": true, "created": k.Created})
+	pk.ReleasePolicy, _ = json.Marshal(map[string]any{"contentType": "application/json; charset=utf-8", "data": b64url(k.Policy)})
+	body, err := json.Marshal(payload)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	x5c := make([]string, len(s.kvChain))
+	for i, c := range s.kvChain {
+		x5c[i] = base64.StdEncoding.EncodeToString(c)
+	}
+	value, err := signJWS(s.kvSigner, map[string]any{"x5c": x5c, "kid": thumbprint(s.kvChain[0])}, body)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	s.log.Info("mock-kms released key", "key", name, "enc", enc)
+	writeJSON(w, http.StatusOK, map[string]string{"value": value})
+}
