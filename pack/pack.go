@@ -114,8 +114,9 @@ type Options struct {
 	// Overwrite allows replacing an existing IMAGE; otherwise Pack fails
 	// with an error wrapping fs.ErrExist.
 	Overwrite bool
-	// TempDir holds the intermediate ext4 file (as large as the image, but
-	// sparse); default the directory of IMAGE.
+	// TempDir holds the intermediate ext4 file (mode 0600, sparse, as
+	// large as the file system); default the directory of IMAGE. It is
+	// plaintext: where DIR is secret, put it on tmpfs or an encrypted disk.
 	TempDir string
 	// Mkfs is the mkfs.ext4 program; default found in PATH, /usr/sbin, /sbin.
 	Mkfs string

@@ -244,7 +244,19 @@ func TestMountAsUnprivilegedUser(t *testing.T) {
 		c.Env = append(os.Environ(), "HOME="+base)
 	}
 	m := startMount(t, asNobody, "--key-file", key, img, mp)
-	compareWithSource(t, mp)
+	// FUSE shows a user's mount to that user alone (no --allow-other), so read it as nobody.
+	for _, name := range []string{"README.txt", "docs/numbers.txt", "hello"} {
+		cmd := exec.Command("cat", filepath.Join(mp, name))
+		asNobody(cmd)
+		got, err := cmd.Output()
+		want, _ := os.ReadFile(filepath.Join(demoSrc, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s as nobody: %d bytes, want %d (%v)", name, len(got), len(want), err)
+		}
+	}
+	if _, err := os.ReadFile(filepath.Join(mp, "README.txt")); err == nil {
+		t.Errorf("root could read nobody's mount without --allow-other")
+	}
 	if err := m.stop(t); err != nil {
 		t.Errorf("exit after SIGTERM: %v; %s", err, m.stderr)
 	}

@@ -59,6 +59,12 @@ func mountCmd(c *cli.Context) error {
 		return fmt.Errorf("mountpoint %s is busy: something is already mounted there", mp)
 	}
 
+	// Signals are caught from the start so that one arriving while the mount
+	// is being set up still ends in a clean unmount, not a dead FUSE server.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
 	ctx := c.Context
 	o, fsys, err := openFS(ctx, c, source)
 	if err != nil {
@@ -76,8 +82,6 @@ func mountCmd(c *cli.Context) error {
 	}
 	slog.Info("mounted", "source", displaySource(source), "mountpoint", mp)
 
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
 
