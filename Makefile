@@ -28,10 +28,10 @@ setup-apt:
 setup-npm:
 	@if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then npm ci --prefix tools/azurite --no-audit --no-fund; fi
 
-demo: build
+demo: setup-apt build
 	./scripts/demo.sh
 
-demo-keyfile: build
+demo-keyfile: setup-apt build
 	./scripts/demo.sh --key-file
 
 vet:

@@ -9,6 +9,21 @@
 // branches or table lookups depend on keys or data; the only branches are on
 // the key size and the lengths.
 
+// D = T * x^(8*n) in every 128-bit lane (n bytes, n <= 7): a byte shift, and
+// the n bytes that leave the top folded back in as (bytes * 0x87). P holds
+// 0x87 in every 64-bit half; t1, t2 scratch.
+#define MULBYTES(n, P, T, D, t1, t2) \
+	VPSRLDQ $(16-n), T, t1; \
+	VPCLMULQDQ $0x00, P, t1, t2; \
+	VPSLLDQ $n, T, D; \
+	VPXOR t2, D, D
+
+#define MULBYTESZ(n, T, t1, t2) \
+	VPSRLDQ $(16-n), T, t1; \
+	VPCLMULQDQ $0x00, Z31, t1, t2; \
+	VPSLLDQ $n, T, T; \
+	VPXORQ t2, T, T
+
 // 0x87 in both halves, so either half of a carry-less multiply operand finds it.
 DATA xtsPoly<>+0(SB)/8, $0x87
 DATA xtsPoly<>+8(SB)/8, $0x87
@@ -161,14 +176,14 @@ done32: \
 	VMOVDQU64 Z5, 320(DI); \
 	VMOVDQU64 Z6, 384(DI); \
 	VMOVDQU64 Z7, 448(DI); \
-	MULZ(32, Z8, Z8, Z0, Z1); \
-	MULZ(32, Z9, Z9, Z2, Z3); \
-	MULZ(32, Z10, Z10, Z4, Z5); \
-	MULZ(32, Z11, Z11, Z6, Z7); \
-	MULZ(32, Z12, Z12, Z0, Z1); \
-	MULZ(32, Z13, Z13, Z2, Z3); \
-	MULZ(32, Z14, Z14, Z4, Z5); \
-	MULZ(32, Z15, Z15, Z6, Z7); \
+	MULBYTESZ(4, Z8, Z0, Z1); \
+	MULBYTESZ(4, Z9, Z2, Z3); \
+	MULBYTESZ(4, Z10, Z4, Z5); \
+	MULBYTESZ(4, Z11, Z6, Z7); \
+	MULBYTESZ(4, Z12, Z0, Z1); \
+	MULBYTESZ(4, Z13, Z2, Z3); \
+	MULBYTESZ(4, Z14, Z4, Z5); \
+	MULBYTESZ(4, Z15, Z6, Z7); \
 	ADDQ $512, SI; \
 	ADDQ $512, DI; \
 	SUBQ $32, R9; \
@@ -312,14 +327,14 @@ done8: \
 	VMOVDQU X5, 80(DI); \
 	VMOVDQU X6, 96(DI); \
 	VMOVDQU X7, 112(DI); \
-	MULX(8, X8, X8, X0, X1); \
-	MULX(8, X9, X9, X2, X3); \
-	MULX(8, X10, X10, X4, X5); \
-	MULX(8, X11, X11, X6, X7); \
-	MULX(8, X12, X12, X0, X1); \
-	MULX(8, X13, X13, X2, X3); \
-	MULX(8, X14, X14, X4, X5); \
-	MULX(8, X15, X15, X6, X7); \
+	MULBYTES(1, xtsPoly<>(SB), X8, X8, X0, X1); \
+	MULBYTES(1, xtsPoly<>(SB), X9, X9, X2, X3); \
+	MULBYTES(1, xtsPoly<>(SB), X10, X10, X4, X5); \
+	MULBYTES(1, xtsPoly<>(SB), X11, X11, X6, X7); \
+	MULBYTES(1, xtsPoly<>(SB), X12, X12, X0, X1); \
+	MULBYTES(1, xtsPoly<>(SB), X13, X13, X2, X3); \
+	MULBYTES(1, xtsPoly<>(SB), X14, X14, X4, X5); \
+	MULBYTES(1, xtsPoly<>(SB), X15, X15, X6, X7); \
 	ADDQ $128, SI; \
 	ADDQ $128, DI; \
 	SUBQ $8, R9; \
@@ -459,14 +474,14 @@ done16: \
 	VMOVDQU Y5, 160(DI); \
 	VMOVDQU Y6, 192(DI); \
 	VMOVDQU Y7, 224(DI); \
-	MULY(16, Y8, Y8, Y0, Y1); \
-	MULY(16, Y9, Y9, Y2, Y3); \
-	MULY(16, Y10, Y10, Y4, Y5); \
-	MULY(16, Y11, Y11, Y6, Y7); \
-	MULY(16, Y12, Y12, Y0, Y1); \
-	MULY(16, Y13, Y13, Y2, Y3); \
-	MULY(16, Y14, Y14, Y4, Y5); \
-	MULY(16, Y15, Y15, Y6, Y7); \
+	MULBYTES(2, xtsPoly32<>(SB), Y8, Y8, Y0, Y1); \
+	MULBYTES(2, xtsPoly32<>(SB), Y9, Y9, Y2, Y3); \
+	MULBYTES(2, xtsPoly32<>(SB), Y10, Y10, Y4, Y5); \
+	MULBYTES(2, xtsPoly32<>(SB), Y11, Y11, Y6, Y7); \
+	MULBYTES(2, xtsPoly32<>(SB), Y12, Y12, Y0, Y1); \
+	MULBYTES(2, xtsPoly32<>(SB), Y13, Y13, Y2, Y3); \
+	MULBYTES(2, xtsPoly32<>(SB), Y14, Y14, Y4, Y5); \
+	MULBYTES(2, xtsPoly32<>(SB), Y15, Y15, Y6, Y7); \
 	ADDQ $256, SI; \
 	ADDQ $256, DI; \
 	SUBQ $16, R9; \

@@ -67,6 +67,7 @@ func BenchmarkBlobSequential(b *testing.B) {
 			}
 		}
 		cacheTime += time.Since(start)
+		b.Logf("cache %+v blob %+v", cc.Stats(), bl.Stats())
 		cc.Close()
 		bl.Close()
 	}

@@ -118,11 +118,15 @@ func (c *Cache) nextPrefetch() *entry {
 			continue
 		}
 		// Readahead may hold at most half the cache, so that it cannot
-		// push out what readers are using.
+		// push out what readers are using; past that, new readahead
+		// replaces the oldest unread readahead (a stream that stopped).
+		var buf []byte
+		ok := false
 		if c.pending >= c.slots/2 {
-			continue
+			buf, ok = c.evictStalePrefetch()
+		} else {
+			buf, ok = c.takeSlot()
 		}
-		buf, ok := c.takeSlot()
 		if !ok {
 			continue
 		}
@@ -133,6 +137,26 @@ func (c *Cache) nextPrefetch() *entry {
 		return e
 	}
 	return nil
+}
+
+// evictStalePrefetch frees the least recently used loaded readahead chunk
+// that nobody has read. c.mu held.
+func (c *Cache) evictStalePrefetch() ([]byte, bool) {
+	for el := c.lru.Back(); el != nil; el = el.Prev() {
+		e := el.Value.(*entry)
+		if !e.prefetched || e.refs > 0 {
+			continue
+		}
+		c.lru.Remove(el)
+		delete(c.entries, e.idx)
+		e.prefetched = false
+		c.pending--
+		c.st.Evictions++
+		b := e.buf[:cap(e.buf)]
+		e.buf = nil
+		return b, true
+	}
+	return nil, false
 }
 
 // startAhead starts fetches of the chunks from..to that a multi-chunk read

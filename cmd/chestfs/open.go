@@ -36,6 +36,7 @@ var volumeFlags = []cli.Flag{
 func openFlags() []cli.Flag {
 	var f []cli.Flag
 	f = append(f, keyFlags...)
+	f = append(f, skrFlags()...)
 	f = append(f, volumeFlags...)
 	f = append(f, sourceFlags()...)
 	return f

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/chestfs/chestfs/attest"
+	"github.com/chestfs/chestfs/skr"
+	"github.com/chestfs/chestfs/skr/mockkms"
+)
+
+func init() {
+	commands = append(commands,
+		&cli.Command{
+			Name:  "mock-kms",
+			Usage: "run a local stand-in for Azure Attestation and Key Vault (same wire protocol; for laptops and tests)",
+			Description: "Serves HTTPS on --listen with a CA of its own (written to --ca-out): POST /attest/SevSnpVm,\n" +
+				"GET /certs, PUT /keys/NAME and POST /keys/NAME/release, as Azure does. Prints its URL on stdout\n" +
+				"once it is ready and runs until SIGINT/SIGTERM. Not a security boundary: a laptop tool.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "`ADDR` to listen on (port 0 picks a free one)"},
+				&cli.StringFlag{Name: "ca-out", Required: true, Usage: "write the mock's CA certificate to `FILE` (give it to --ca)"},
+				&cli.StringFlag{Name: "state", Usage: "keep imported keys in `FILE` (mode 0600) across restarts"},
+				&cli.StringFlag{Name: "token", Usage: "the only Key Vault bearer `TOKEN` accepted (default: any)"},
+				&cli.BoolFlag{Name: "reject-fake", Usage: "refuse reports signed by the fake attestation provider's test keys"},
+			},
+			Action: mockKMSCmd,
+		},
+		&cli.Command{
+			Name:      "import-key",
+			Usage:     "import a key into Key Vault (or mock-kms) with a release policy, and write the --skr key blob",
+			ArgsUsage: "KEY-NAME",
+			Description: "The release policy admits SEV-SNP containers whose HOST_DATA is --hostdata (default: what the\n" +
+				"fake attestation provider reports here). The key blob JSON (the sidecar's format) goes to --out.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vault", Required: true, Usage: "Key Vault or Managed HSM `URL`"},
+				&cli.StringFlag{Name: "authority", Usage: "Azure Attestation `URL` named in the policy (default: the vault URL, as mock-kms serves both)"},
+				&cli.StringFlag{Name: "key-file", Required: true, Usage: "the key bytes (the LUKS keyfile)"},
+				&cli.StringFlag{Name: "hostdata", Usage: "allowed HOST_DATA, 64 hex digits"},
+				&cli.StringFlag{Name: "policy", Usage: "release policy JSON `FILE` (instead of --hostdata)"},
+				&cli.StringFlag{Name: "ca", Usage: "extra trusted CA `PEM`"},
+				&cli.StringFlag{Name: "akv-token", EnvVars: []string{"CHESTFS_AKV_TOKEN"}, Usage: "Key Vault bearer `TOKEN`"},
+				&cli.StringFlag{Name: "out", Usage: "write the key blob to `FILE` (default stdout)"},
+			},
+			Action: importKeyCmd,
+		},
+	)
+}
+
+func mockKMSCmd(c *cli.Context) error {
+	if c.NArg() != 0 {
+		return fmt.Errorf("usage: chestfs mock-kms [options]")
+	}
+	srv, err := mockkms.New(mockkms.Options{
+		AcceptFakeSNP: !c.Bool("reject-fake"),
+		BearerToken:   c.String("token"),
+		StateFile:     c.String("state"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.String("ca-out"), srv.CAPEM(), 0o644); err != nil {
+		return fmt.Errorf("--ca-out: %w", err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	if err := srv.Start(c.String("listen")); err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Println(srv.URL())
+	slog.Warn("mock-kms is a test stand-in for Azure Attestation and Key Vault", "url", srv.URL())
+	<-sig
+	return nil
+}
+
+func importKeyCmd(c *cli.Context) error {
+	a, err := args(c, "KEY-NAME")
+	if err != nil {
+		return err
+	}
+	key, err := os.ReadFile(c.String("key-file"))
+	if err != nil {
+		return fmt.Errorf("--key-file: %w", err)
+	}
+	defer clear(key)
+	vault := c.String("vault")
+	authority := c.String("authority")
+	if authority == "" {
+		authority = vault
+	}
+	var policy []byte
+	switch {
+	case c.IsSet("policy") && c.IsSet("hostdata"):
+		return errors.New("give --policy or --hostdata, not both")
+	case c.IsSet("policy"):
+		if policy, err = os.ReadFile(c.String("policy")); err != nil {
+			return fmt.Errorf("--policy: %w", err)
+		}
+	default:
+		hd := c.String("hostdata")
+		if hd == "" {
+			fake, err := attest.NewFake(attest.FakeOptions{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return err
+			}
+			h := fake.HostData()
+			hd = hex.EncodeToString(h[:])
+		}
+		if policy, err = skr.PolicyForHostData(authority, hd); err != nil {
+			return err
+		}
+	}
+	opts := skr.Options{Token: c.String("akv-token")}
+	if path := c.String("ca"); path != "" {
+		if opts.CAPEM, err = os.ReadFile(path); err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
+	}
+	kid, err := skr.ImportKey(c.Context, vault, a[0], key, policy, opts)
+	if err != nil {
+		return err
+	}
+	slog.Info("key imported", "kid", kid)
+	// The sidecar's key blob names the key, not a version: release takes the newest.
+	blob := skr.KeyBlob{KID: a[0], KTY: "oct-HSM", Authority: skr.Endpoint{Endpoint: authority}, AKV: skr.Endpoint{Endpoint: vault}}
+	out, err := json.MarshalIndent(blob, "", "  ")
+	if err != nil {
+		return err
+	}
+	out = append(out, '\n')
+	if path := c.String("out"); path != "" {
+		return os.WriteFile(path, out, 0o644)
+	}
+	_, err = os.Stdout.Write(out)
+	return err
+}
