@@ -2,6 +2,7 @@ package ext4_test
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,7 @@ func TestKernel(t *testing.T) {
 			for _, d := range fstree.Compare(want, got, fstree.Options{}) {
 				t.Error(d)
 			}
+			checkKernelView(t, want, v)
 			var ks unix.Statfs_t
 			if err := unix.Statfs(mnt, &ks); err != nil {
 				t.Fatal(err)
@@ -83,5 +85,46 @@ func TestKernel(t *testing.T) {
 				t.Errorf("statfs: kernel %+v, parser %+v", kw, ps)
 			}
 		})
+	}
+}
+
+// checkKernelView spot-checks that the image really holds the odd cases
+// (so that agreement above means something).
+func checkKernelView(t *testing.T, want fstree.Tree, v testimg.Variant) {
+	t.Helper()
+	must := func(p string) *fstree.Entry {
+		e, ok := want[p]
+		if !ok {
+			t.Fatalf("kernel view lacks %s", p)
+		}
+		return e
+	}
+	if e := must("dev/bignum"); e.Rdev != unix.Mkdev(300, 70000) {
+		t.Errorf("dev/bignum rdev %#x", e.Rdev)
+	}
+	if e := must("own/u32"); e.Uid != 100000 || e.Gid != 4000000000 {
+		t.Errorf("own/u32 ids %d:%d", e.Uid, e.Gid)
+	}
+	if e := must("links/a"); e.Nlink != 3 {
+		t.Errorf("links/a nlink %d", e.Nlink)
+	}
+	if e := must("xattr/ns"); len(e.Xattrs) != 4 {
+		t.Errorf("xattr/ns xattrs %v", e.Xattrs)
+	}
+	if e := must("acl/file"); e.Xattrs["system.posix_acl_access"] == "" {
+		t.Errorf("acl/file has no ACL: %v", e.Xattrs)
+	}
+	if e := must("times/old1905"); time.Unix(e.Mtime.Sec, 0).UTC().Year() != 1905 && !strings.Contains(strings.Join(v.Mkfs, " "), "-I 128") {
+		t.Errorf("times/old1905 mtime %v", e.Mtime)
+	}
+	if e := must("sym/verylong"); len(e.Target) != 900 {
+		t.Errorf("sym/verylong target of %d bytes", len(e.Target))
+	}
+	n := v.LargeDir
+	if n == 0 {
+		n = 300
+	}
+	if e := must(testimg.LargeDirPath + "/target"); int(e.Nlink) != n+1 {
+		t.Errorf("big/target nlink %d", e.Nlink)
 	}
 }

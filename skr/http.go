@@ -21,9 +21,9 @@ import (
 
 // Sentinel errors callers can test with errors.Is.
 var (
-	ErrUnauthorized = errors.New("unauthorized")      // 401: bearer token missing, expired or for the wrong resource
-	ErrForbidden    = errors.New("forbidden")         // 403: release policy not satisfied (or no permission)
-	ErrNotFound     = errors.New("not found")         // 404: no such key / version
+	ErrUnauthorized = errors.New("bearer token refused (401)") // missing, expired or for the wrong resource
+	ErrForbidden    = errors.New("release refused (403)")      // release policy not satisfied (or no permission)
+	ErrNotFound     = errors.New("no such key (404)")          // wrong kid or version
 	ErrBadToken     = errors.New("invalid token")     // attestation token failed verification
 	ErrBadResponse  = errors.New("invalid response")  // release response failed verification
 	ErrTLS          = errors.New("TLS failure")       // certificate not trusted / handshake failed

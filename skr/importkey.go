@@ -83,10 +83,10 @@ func ImportJWK(ctx context.Context, vaultURL, name string, jwk map[string]any, p
 	if status != http.StatusOK {
 		he := parseHTTPError(status, data)
 		if status == http.StatusUnauthorized {
-			return "", fmt.Errorf("skr: %s: import %q: %w: %v", what, name, ErrUnauthorized, he)
+			return "", fmt.Errorf("skr: %s: import %q: %w: %s", what, name, ErrUnauthorized, he.Message)
 		}
 		if status == http.StatusForbidden {
-			return "", fmt.Errorf("skr: %s: import %q: %w: %v", what, name, ErrForbidden, he)
+			return "", fmt.Errorf("skr: %s: import %q: %w: %s", what, name, ErrForbidden, he.Message)
 		}
 		return "", fmt.Errorf("skr: %s: import %q: %w", what, name, he)
 	}

@@ -200,11 +200,11 @@ func releaseKey(ctx context.Context, vault, name, version, target string, priv *
 		he := parseHTTPError(status, data)
 		switch status {
 		case http.StatusUnauthorized:
-			return nil, fmt.Errorf("skr: %s: %w: bearer token refused (expired, or not for this vault's resource): %v", what, ErrUnauthorized, he)
+			return nil, fmt.Errorf("skr: %s: %w: expired, or not for this vault's resource: %s", what, ErrUnauthorized, he.Message)
 		case http.StatusForbidden:
-			return nil, fmt.Errorf("skr: %s: key %q: %w: release refused, the attestation does not satisfy the key's release policy (or the identity lacks the release permission): %v", what, name, ErrForbidden, he)
+			return nil, fmt.Errorf("skr: %s: key %q: %w: the attestation does not satisfy the key's release policy (or the identity may not release keys): %s", what, name, ErrForbidden, he.Message)
 		case http.StatusNotFound:
-			return nil, fmt.Errorf("skr: %s: key %q: %w: no such key or version (check kid): %v", what, path[len("/keys/"):], ErrNotFound, he)
+			return nil, fmt.Errorf("skr: %s: key %q: %w: check the kid: %s", what, path[len("/keys/"):], ErrNotFound, he.Message)
 		}
 		return nil, fmt.Errorf("skr: %s: key release failed: %w", what, he)
 	}

@@ -467,3 +467,29 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("empty source: %d, %v", n, err)
 	}
 }
+
+// Readahead left unread by a stream that stopped does not block the
+// readahead of the next stream.
+func TestStaleReadaheadReplaced(t *testing.T) {
+	src := newSource(200*chunk, 11)
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 8 * chunk, Readahead: 4, Workers: 2})
+	buf := make([]byte, 16<<10)
+	readSeq := func(from, to int64) {
+		for off := from * chunk; off < to*chunk; off += int64(len(buf)) {
+			if _, err := c.ReadAt(buf, off); err != nil || !bytes.Equal(buf, src.data[off:off+int64(len(buf))]) {
+				t.Fatalf("ReadAt(%d): %v", off, err)
+			}
+		}
+	}
+	readSeq(0, 4) // stream A: readahead fills half the cache with chunks 4..7, then stops
+	eventually(t, "readahead of chunks 4..7", func() bool {
+		return src.callsOf(4) == 1 && src.callsOf(5) == 1 && src.callsOf(6) == 1 && src.callsOf(7) == 1
+	})
+	readSeq(100, 102) // stream B
+	eventually(t, "readahead of stream B", func() bool {
+		return src.callsOf(102) == 1 && src.callsOf(103) == 1
+	})
+	if st := c.Stats(); st.PeakBytes > 8*chunk {
+		t.Fatalf("stats %+v", st)
+	}
+}

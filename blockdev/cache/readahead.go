@@ -123,7 +123,7 @@ func (c *Cache) nextPrefetch() *entry {
 		var buf []byte
 		ok := false
 		if c.pending >= c.slots/2 {
-			buf, ok = c.evictStalePrefetch()
+			continue
 		} else {
 			buf, ok = c.takeSlot()
 		}

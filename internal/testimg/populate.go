@@ -266,6 +266,11 @@ func (p *populator) populate(v Variant) {
 	}
 	p.mkdir("inline/subdir", 0o755)
 	p.write("inline/subdir/x", []byte("x"))
+	// Entries beyond i_block's 56 bytes spill into the system.data xattr.
+	p.mkdir("inline/spill", 0o755)
+	for i := 0; i < 5; i++ {
+		p.write(fmt.Sprintf("inline/spill/name-%07d", i), []byte{byte(i)})
+	}
 }
 
 func (p *populator) setx(rel, name string, val []byte) {
