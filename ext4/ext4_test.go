@@ -118,7 +118,9 @@ func TestContent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if y := fi.ModTime().UTC().Year(); y != 2300 && !(y == 2038 && img.Kernel && strings.Contains(strings.Join(v.Mkfs, " "), "-I 128")) {
+			// The kernel clamps to 2038 with 128-byte inodes; mkfs -d keeps
+			// only 32 bits of seconds.
+			if y := fi.ModTime().UTC().Year(); img.Kernel && y != 2300 && !(y == 2038 && strings.Contains(strings.Join(v.Mkfs, " "), "-I 128")) {
 				t.Errorf("times/y2300 mtime %v", fi.ModTime())
 			}
 			if _, err := x.Stat("no/such/file"); !errors.Is(err, fs.ErrNotExist) {

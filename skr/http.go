@@ -24,10 +24,10 @@ var (
 	ErrUnauthorized = errors.New("bearer token refused (401)") // missing, expired or for the wrong resource
 	ErrForbidden    = errors.New("release refused (403)")      // release policy not satisfied (or no permission)
 	ErrNotFound     = errors.New("no such key (404)")          // wrong kid or version
-	ErrBadToken     = errors.New("invalid token")     // attestation token failed verification
-	ErrBadResponse  = errors.New("invalid response")  // release response failed verification
-	ErrTLS          = errors.New("TLS failure")       // certificate not trusted / handshake failed
-	ErrDNS          = errors.New("DNS lookup failed") // host name does not resolve
+	ErrBadToken     = errors.New("invalid token")              // attestation token failed verification
+	ErrBadResponse  = errors.New("invalid response")           // release response failed verification
+	ErrTLS          = errors.New("TLS failure")                // certificate not trusted / handshake failed
+	ErrDNS          = errors.New("DNS lookup failed")          // host name does not resolve
 )
 
 // Options configure the attestation and release clients. The zero value

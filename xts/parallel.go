@@ -23,16 +23,16 @@ const (
 )
 
 // Parallel returns a SectorCipher that splits runs of at least
-// MinParallelBytes (MinParallelBytesFast for an assembly *XTS) across up to workers goroutines (the caller's included);
-// smaller runs stay on the calling goroutine. workers <= 0 means
-// runtime.GOMAXPROCS(0).
+// MinParallelBytes (MinParallelBytesFast for an assembly *XTS) across up to
+// workers goroutines, the caller's included; smaller runs stay on the calling
+// goroutine. workers <= 0 means runtime.GOMAXPROCS(0).
 //
 // A run is cut into chunks of whole sectors that the caller and the helpers
-// take one at a time; the caller never waits for a chunk no helper has
-// started, so a busy machine (helpers not scheduled in time, or busy for
-// other callers) costs at most the hand-off, never a stall. The helper
-// goroutines are started once and stop when the returned cipher is garbage
-// collected.
+// take one at a time. The caller never waits for a chunk no helper has
+// started: when helpers are busy (other callers) or not scheduled in time,
+// the caller does the work itself and loses only the hand-off. It does wait
+// for chunks a helper has started. The helper goroutines are started once
+// and stop when the returned cipher is garbage collected.
 func Parallel(c SectorCipher, workers int) SectorCipher {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)

@@ -123,7 +123,7 @@ func (c *Cache) nextPrefetch() *entry {
 		var buf []byte
 		ok := false
 		if c.pending >= c.slots/2 {
-			continue
+			buf, ok = c.evictStalePrefetch()
 		} else {
 			buf, ok = c.takeSlot()
 		}

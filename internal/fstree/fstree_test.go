@@ -31,16 +31,17 @@ func TestSnapshotCompare(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("two"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	os.Chmod(filepath.Join(dir, "a"), 0o600)
 	os.Remove(filepath.Join(dir, "d/l"))
 	os.WriteFile(filepath.Join(dir, "new"), nil, 0o644)
 	t2, err := Snapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := strings.Join(Compare(t1, t2, Options{IgnoreCtime: true, IgnoreAtime: true}), "\\n")
+	d := strings.Join(Compare(t1, t2, Options{IgnoreCtime: true, IgnoreAtime: true}), "\n")
 	for _, want := range []string{"a: mode", "a: sha256", "d/l: missing", "new: unexpected"} {
 		if !strings.Contains(d, want) {
-			t.Errorf("differences lack %q:\\n%s", want, d)
+			t.Errorf("differences lack %q:\n%s", want, d)
 		}
 	}
 }
