@@ -51,6 +51,7 @@ func TestCryptsetup(t *testing.T) {
 		}
 		hdr := filepath.Join(dir, "hdr.img")
 		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+		t.Cleanup(cancel)
 		run := func(args ...string) string {
 			t.Helper()
 			out, err := exec.CommandContext(ctx, "cryptsetup", args...).CombinedOutput()
@@ -63,7 +64,6 @@ func TestCryptsetup(t *testing.T) {
 			"--key-size", itoa(tc.keyBits), "--sector-size", itoa(tc.sectorSize),
 			"--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", keyFile, "--batch-mode", data)
 		dump := run("luksDump", "--dump-volume-key", "--key-file", keyFile, "--batch-mode", hdr)
-		cancel()
 		key := parseMKDump(t, dump)
 		if len(key)*8 != tc.keyBits {
 			t.Fatalf("%s: volume key of %d bytes, want %d bits", tc.cipher, len(key), tc.keyBits)
@@ -116,4 +116,3 @@ func parseMKDump(t *testing.T, out string) []byte {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-

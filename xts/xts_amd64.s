@@ -176,6 +176,10 @@ done32: \
 	VMOVDQU64 Z5, 320(DI); \
 	VMOVDQU64 Z6, 384(DI); \
 	VMOVDQU64 Z7, 448(DI); \
+	ADDQ $512, SI; \
+	ADDQ $512, DI; \
+	SUBQ $32, R9; \
+	JZ nextsector; \
 	MULBYTESZ(4, Z8, Z0, Z1); \
 	MULBYTESZ(4, Z9, Z2, Z3); \
 	MULBYTESZ(4, Z10, Z4, Z5); \
@@ -184,9 +188,6 @@ done32: \
 	MULBYTESZ(4, Z13, Z2, Z3); \
 	MULBYTESZ(4, Z14, Z4, Z5); \
 	MULBYTESZ(4, Z15, Z6, Z7); \
-	ADDQ $512, SI; \
-	ADDQ $512, DI; \
-	SUBQ $32, R9; \
 	JMP loop32; \
 tail: \
 	TESTQ R9, R9; \
@@ -327,6 +328,10 @@ done8: \
 	VMOVDQU X5, 80(DI); \
 	VMOVDQU X6, 96(DI); \
 	VMOVDQU X7, 112(DI); \
+	ADDQ $128, SI; \
+	ADDQ $128, DI; \
+	SUBQ $8, R9; \
+	JZ nextsector; \
 	MULBYTES(1, xtsPoly<>(SB), X8, X8, X0, X1); \
 	MULBYTES(1, xtsPoly<>(SB), X9, X9, X2, X3); \
 	MULBYTES(1, xtsPoly<>(SB), X10, X10, X4, X5); \
@@ -335,9 +340,6 @@ done8: \
 	MULBYTES(1, xtsPoly<>(SB), X13, X13, X2, X3); \
 	MULBYTES(1, xtsPoly<>(SB), X14, X14, X4, X5); \
 	MULBYTES(1, xtsPoly<>(SB), X15, X15, X6, X7); \
-	ADDQ $128, SI; \
-	ADDQ $128, DI; \
-	SUBQ $8, R9; \
 	JMP loop8; \
 tail: \
 	TESTQ R9, R9; \
@@ -474,6 +476,10 @@ done16: \
 	VMOVDQU Y5, 160(DI); \
 	VMOVDQU Y6, 192(DI); \
 	VMOVDQU Y7, 224(DI); \
+	ADDQ $256, SI; \
+	ADDQ $256, DI; \
+	SUBQ $16, R9; \
+	JZ nextsector; \
 	MULBYTES(2, xtsPoly32<>(SB), Y8, Y8, Y0, Y1); \
 	MULBYTES(2, xtsPoly32<>(SB), Y9, Y9, Y2, Y3); \
 	MULBYTES(2, xtsPoly32<>(SB), Y10, Y10, Y4, Y5); \
@@ -482,9 +488,6 @@ done16: \
 	MULBYTES(2, xtsPoly32<>(SB), Y13, Y13, Y2, Y3); \
 	MULBYTES(2, xtsPoly32<>(SB), Y14, Y14, Y4, Y5); \
 	MULBYTES(2, xtsPoly32<>(SB), Y15, Y15, Y6, Y7); \
-	ADDQ $256, SI; \
-	ADDQ $256, DI; \
-	SUBQ $16, R9; \
 	JMP loop16; \
 tail: \
 	TESTQ R9, R9; \
