@@ -150,7 +150,16 @@ func (f *FS) forEachEntry(in *inode, fn func(name []byte, ino uint32, ft uint8) 
 	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
 	indexed := f.isIndexed(in)
 	for lblk := uint64(0); lblk < nblk && !stopped; lblk++ {
-		b, _, err := f.dirBlock(in, lblk)
+		phys, run, err := f.mapBlock(in, lblk)
+		if err != nil {
+			return err
+		}
+		if phys == 0 {
+			// Linux (since 5.1) tolerates holes in directories and skips them.
+			lblk += run - 1
+			continue
+		}
+		b, err := f.block(phys)
 		if err != nil {
 			return err
 		}

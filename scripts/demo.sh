@@ -26,7 +26,7 @@ if [ "${1:-}" = "--key-file" ]; then
 	MOUNT_PID=$!
 else
 	echo "== starting mock-kms (a local stand-in for Azure Attestation + Key Vault)"
-	"$BIN" mock-kms --ca-out "$WORK/ca.pem" >"$WORK/url" 2>"$WORK/mock-kms.log" &
+	"$BIN" mock-kms --state-dir "$WORK/kms" >"$WORK/url" 2>"$WORK/mock-kms.log" &
 	KMS_PID=$!
 	i=0
 	until [ -s "$WORK/url" ]; do
@@ -36,10 +36,10 @@ else
 	URL=$(cat "$WORK/url")
 	export CHESTFS_AKV_TOKEN=demo-token
 	echo "== importing $KEY as key 'demo-key' with a release policy on the SEV-SNP host data"
-	"$BIN" import-key --vault "$URL" --ca "$WORK/ca.pem" --key-file "$KEY" --out "$WORK/key.json" demo-key
+	"$BIN" import-key --vault "$URL" --ca "$WORK/kms/ca.pem" --key-file "$KEY" --key-name demo-key --out "$WORK/key.json"
 	cat "$WORK/key.json"
 	echo "== mounting $IMG: fake SEV-SNP evidence -> attestation token -> key release -> LUKS2 unlock"
-	"$BIN" mount --skr "$WORK/key.json" --attestation fake --ca "$WORK/ca.pem" "$IMG" "$MNT" &
+	"$BIN" mount --skr "$WORK/key.json" --attestation fake --ca "$WORK/kms/ca.pem" "$IMG" "$MNT" &
 	MOUNT_PID=$!
 fi
 

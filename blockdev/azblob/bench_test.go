@@ -14,14 +14,15 @@ import (
 	"github.com/chestfs/chestfs/blockdev/cache"
 )
 
-// BenchmarkBlobSequential reads a 32 MiB blob from start to end in 128 KiB
+// BenchmarkBlobSequential reads a 16 MiB blob from start to end in 128 KiB
 // reads (what FUSE sends) through the cache, and downloads it with one GET
 // (the best a single stream does), both behind a proxy that adds 10 ms to
-// each request and limits each response to 32 MiB/s, as one TCP stream from
-// a remote storage account. It reports both rates and their ratio.
+// each request and limits each response to 8 MiB/s, as one TCP stream from
+// a distant storage account. It reports both rates and their ratio
+// ("speedup"); on a loaded machine Azurite's own CPU time caps both.
 func BenchmarkBlobSequential(b *testing.B) {
-	const size = 32 << 20
-	const rate = 32 << 20
+	const size = 16 << 20
+	const rate = 8 << 20
 	data := imageData(11, size)
 	srv := needAzurite(b)
 	c := newContainer(b, false)

@@ -366,14 +366,14 @@ func TestOpenErrors(t *testing.T) {
 
 func TestIsURL(t *testing.T) {
 	for s, want := range map[string]bool{
-		"https://acct.blob.core.windows.net/c/b?sv=1&sig=x":   true,
-		"http://127.0.0.1:10000/devstoreaccount1/c/b":         true,
-		"HTTPS://acct.blob.core.windows.net/c/b":              true,
-		"/var/lib/image.img":                                  false,
-		"image.img":                                           false,
-		"file:///x":                                           false,
-		"https:relative":                                      false,
-		"C:\\images\\x.img":                                   false,
+		"https://acct.blob.core.windows.net/c/b?sv=1&sig=x":  true,
+		"http://127.0.0.1:10000/devstoreaccount1/c/b":        true,
+		"HTTPS://acct.blob.core.windows.net/c/b":             true,
+		"/var/lib/image.img":                                 false,
+		"image.img":                                          false,
+		"file:///x":                                          false,
+		"https:relative":                                     false,
+		"C:\\images\\x.img":                                  false,
 		"https://acct.blob.core.windows.net/c/dir/x.img?a=b": true,
 	} {
 		if got := blobsrc.IsURL(s); got != want {

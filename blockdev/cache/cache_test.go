@@ -281,11 +281,11 @@ func TestReadaheadSequential(t *testing.T) {
 	for off := int64(0); off < 2*chunk; off += int64(len(buf)) {
 		read(off)
 	}
-	// Two chunks read in order: a window of two chunks ahead.
-	eventually(t, "readahead of chunks 2 and 3", func() bool {
-		return src.callsOf(2) == 1 && src.callsOf(3) == 1
+	// Two chunks read in order: a window of four chunks ahead.
+	eventually(t, "readahead of chunks 2..5", func() bool {
+		return src.callsOf(2) == 1 && src.callsOf(3) == 1 && src.callsOf(4) == 1 && src.callsOf(5) == 1
 	})
-	if st := c.Stats(); st.Prefetches != 2 || st.Misses != 2 {
+	if st := c.Stats(); st.Prefetches != 4 || st.Misses != 2 || src.callsOf(6) != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	// The rest of the file: every chunk is fetched exactly once, and most

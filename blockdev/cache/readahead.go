@@ -4,7 +4,7 @@ package cache
 // offset: a read that starts within a chunk of where a stream ended continues
 // it (FUSE and the kernel may reorder reads slightly). Once a stream has read
 // a whole chunk's worth in order, the chunks after it are queued for the
-// workers, a window that grows with the stream up to Readahead chunks. A read
+// workers, a window that doubles as the stream goes on, up to Readahead chunks. A read
 // that matches no stream starts a new one, so random reads never trigger
 // readahead. Reads by callers (demand) never wait behind readahead: they
 // start their own fetch, and the queue is bounded and dropped when full or
@@ -49,7 +49,9 @@ func (c *Cache) observe(off, n int64) {
 		return
 	}
 	cur := (s.end - 1) / c.chunk
-	window := min(int64(c.ra), 1+s.seq/c.chunk)
+	// The window doubles with the stream's length: 4 chunks once a whole
+	// chunk was read in order, then 8, ... up to Readahead.
+	window := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
 	from := max(cur+1, s.raNext)
 	to := min(cur+window, c.nChunks-1)
 	for idx := from; idx <= to; idx++ {

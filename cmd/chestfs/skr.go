@@ -14,8 +14,8 @@ import (
 // skrFlags tune attestation-gated key release (--skr).
 func skrFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "attestation", Category: "Key release", Value: "sevsnp",
-			Usage: "evidence provider: sevsnp (the real /dev/sev-guest or configfs-tsm) or fake (INSECURE test reports, for mock-kms)"},
+		&cli.StringFlag{Name: "attestation", Category: "Key release", Value: "snp",
+			Usage: "evidence provider: snp (the real /dev/sev-guest or configfs-tsm) or fake (INSECURE test reports, for mock-kms)"},
 		&cli.StringFlag{Name: "ca", Category: "Key release", Usage: "extra trusted CA `PEM` for the attestation and Key Vault endpoints (mock-kms writes one)"},
 		&cli.StringFlag{Name: "akv-token", Category: "Key release", EnvVars: []string{"CHESTFS_AKV_TOKEN"},
 			Usage: "Key Vault bearer `TOKEN` (default: managed or workload identity through Azure AD)"},

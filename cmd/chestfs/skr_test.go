@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"bufio"
 	"os"
 	"os/exec"
@@ -16,7 +17,7 @@ func startMockKMS(t *testing.T) (url, ca string) {
 	t.Helper()
 	dir := t.TempDir()
 	ca = filepath.Join(dir, "ca.pem")
-	cmd := exec.Command(binPath, "mock-kms", "--ca-out", ca, "--token", "test-token")
+	cmd := exec.Command(binPath, "mock-kms", "--state-dir", dir, "--token", "test-token")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestKeyReleaseThroughMockKMS(t *testing.T) {
 	url, ca := startMockKMS(t)
 	t.Setenv("CHESTFS_AKV_TOKEN", "test-token")
 	blob := filepath.Join(t.TempDir(), "key.json")
-	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", blob, "demo-key")
+	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", blob, "--key-name", "demo-key")
 
 	want, _ := os.ReadFile(filepath.Join(demoSrc, "README.txt"))
 	got := mustRun(t, "cat", "--skr", blob, "--attestation", "fake", "--ca", ca, demoImg, "/README.txt")
@@ -68,7 +69,7 @@ func TestKeyReleaseThroughMockKMS(t *testing.T) {
 	// A policy that wants other host data: Key Vault refuses with 403, said in one line.
 	other := filepath.Join(t.TempDir(), "other.json")
 	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", other,
-		"--hostdata", strings.Repeat("ab", 32), "other-key")
+		"--hostdata", strings.Repeat("ab", 32), "--key-name", "other-key")
 	r := run(t, "ls", "--skr", other, "--attestation", "fake", "--ca", ca, demoImg)
 	if r.code == 0 || !strings.Contains(r.stderr, "403") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 2 {
 		t.Errorf("policy mismatch: exit %d, stderr %q", r.code, r.stderr)
@@ -90,12 +91,67 @@ func TestMountWithKeyRelease(t *testing.T) {
 	requireFUSE(t)
 	url, ca := startMockKMS(t)
 	t.Setenv("CHESTFS_AKV_TOKEN", "test-token")
+	// A fresh key, so that finding its bytes in a file means chestfs put them there.
+	imgDir := t.TempDir()
+	img, keyFile := filepath.Join(imgDir, "img"), filepath.Join(imgDir, "key")
+	mustRun(t, "pack", "--new-key", keyFile, "--pbkdf", "pbkdf2", "--iterations", "1000", demoSrc, img)
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	blob := filepath.Join(t.TempDir(), "key.json")
-	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", blob, "demo-key")
+	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", keyFile, "--out", blob, "--key-name", "fs-key")
 	mp := t.TempDir()
-	m := startMount(t, nil, "--skr", blob, "--attestation", "fake", "--ca", ca, demoImg, mp)
+	m := startMount(t, nil, "--skr", blob, "--attestation", "fake", "--ca", ca, img, mp)
 	compareWithSource(t, mp)
+	kmsDir := filepath.Dir(ca) // the mock is the vault: its state holds the key by design
+	for _, root := range []string{os.TempDir(), "/var/tmp", "/dev/shm"} {
+		if hit := findInFiles(t, root, key, kmsDir, imgDir); hit != "" {
+			t.Errorf("the released key is in %s", hit)
+		}
+	}
 	if err := m.stop(t); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
+
+	// A key whose policy wants other host data is refused and nothing is mounted.
+	other := filepath.Join(t.TempDir(), "other.json")
+	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", other,
+		"--hostdata", strings.Repeat("cd", 32), "--key-name", "refused-key")
+	r := run(t, "mount", "--skr", other, "--attestation", "fake", "--ca", ca, img, mp)
+	if r.code == 0 || !strings.Contains(r.stderr, "403") {
+		t.Errorf("refused release: exit %d, %q", r.code, r.stderr)
+	}
+	if isMounted(mp) {
+		t.Errorf("mounted although the release was refused")
+	}
+}
+
+// findInFiles returns a regular file under root (skipping skip) that
+// contains needle, or "". Large files are skipped: the key would sit in a
+// small file if anywhere.
+func findInFiles(t *testing.T, root string, needle []byte, skip ...string) string {
+	t.Helper()
+	found := ""
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return filepath.SkipDir
+		}
+		for _, s := range skip {
+			if p == s {
+				return filepath.SkipDir
+			}
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		if info, err := d.Info(); err != nil || info.Size() > 64<<20 {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, needle) {
+			found = p
+		}
+		return nil
+	})
+	return found
 }

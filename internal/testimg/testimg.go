@@ -26,7 +26,7 @@ import (
 
 // version is bumped whenever the content or build steps change, so that
 // images cached in CHESTFS_TESTIMG_DIR are rebuilt.
-const version = "7"
+const version = "9"
 
 // Variant names one image flavour: mkfs options plus what to put in it.
 type Variant struct {
@@ -68,7 +68,7 @@ func Variants() []Variant {
 		{Name: "default4k", Mkfs: []string{"-b", "4096"}, LargeDir: 20000, SizeMiB: 64},
 		{Name: "default1k", Mkfs: []string{"-b", "1024"}, LargeDir: 3000},
 		{Name: "inline", Mkfs: []string{"-b", "4096", "-O", "inline_data"}},
-		{Name: "nocsum32", Mkfs: []string{"-b", "4096", "-O", "^metadata_csum,^64bit,^has_journal"},
+		{Name: "nocsum32", Mkfs: []string{"-b", "4096", "-O", "^metadata_csum,^64bit,^has_journal"}, LargeDir: 2000,
 			Debugfs: []string{"ssv def_hash_version tea"}},
 		{Name: "ext3", Mkfs: []string{"-t", "ext3", "-b", "1024", "-I", "128"}, LargeDir: 1500},
 		{Name: "ext2nofiletype", Mkfs: []string{"-t", "ext2", "-b", "1024", "-O", "^filetype,^dir_index"}},
@@ -77,9 +77,11 @@ func Variants() []Variant {
 		{Name: "unsigned", Mkfs: []string{"-b", "1024", "-O", "^metadata_csum"}, LargeDir: 1000,
 			Debugfs: []string{"ssv flags 2"}},
 		{Name: "bigalloc", Mkfs: []string{"-b", "1024", "-O", "bigalloc", "-C", "16384"}},
-		{Name: "metabg", Mkfs: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}},
+		// 20 groups of 8 MiB with 16 descriptors per block: two meta-groups.
+		{Name: "metabg", Mkfs: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}, SizeMiB: 160},
 		{Name: "eainode", Mkfs: []string{"-b", "1024", "-O", "ea_inode,inline_data"}},
-		{Name: "largedir", Mkfs: []string{"-b", "1024", "-O", "large_dir"}, LargeDir: 500},
+		{Name: "largedir", Mkfs: []string{"-b", "1024", "-O", "large_dir"}, LargeDir: 5000},
+		{Name: "inode1k", Mkfs: []string{"-b", "4096", "-I", "1024", "-O", "^has_journal,inline_data"}},
 		{Name: "gdtcsum", Mkfs: []string{"-t", "ext4", "-b", "1024", "-O", "^metadata_csum,uninit_bg,^flex_bg"}},
 		// The kernel refuses blocks larger than the page size; populated by mkfs -d.
 		{Name: "bs64k", Mkfs: []string{"-b", "65536", "-O", "^has_journal"}, SizeMiB: 64, NoKernel: true},

@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,10 @@ type Options struct {
 	BearerToken string
 	// StateFile persists imported keys (mode 0600); empty keeps them in memory only.
 	StateFile string
+	// StateDir, when set, keeps the CA (ca.pem, ca-key.pem) across restarts,
+	// so clients keep trusting the same --ca file, and holds the key state
+	// (state.json) unless StateFile says otherwise.
+	StateDir string
 	// TokenTTL is the attestation token lifetime (default 8 h, as Azure).
 	TokenTTL time.Duration
 	// FailFirst answers the first N requests with 503 (to exercise retries).
@@ -96,6 +101,9 @@ func serial() *big.Int {
 
 // New generates the mock's CA and keys and loads the state file if any.
 func New(opts Options) (*Server, error) {
+	if opts.StateDir != "" && opts.StateFile == "" {
+		opts.StateFile = filepath.Join(opts.StateDir, "state.json")
+	}
 	s := &Server{opts: opts, log: opts.Logger, keys: map[string]*storedKey{}}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -107,16 +115,9 @@ func New(opts Options) (*Server, error) {
 	now := s.now()
 	notBefore, notAfter := now.Add(-time.Hour), now.Add(10*365*24*time.Hour)
 
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caKey, caDER, err := loadOrMakeCA(opts.StateDir, notBefore, notAfter)
 	if err != nil {
 		return nil, err
-	}
-	caTmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "chestfs mock-kms CA"},
-		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true, MaxPathLen: 0, MaxPathLenZero: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("mockkms: CA: %w", err)
 	}
 	s.caCert, _ = x509.ParseCertificate(caDER)
 	s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
@@ -262,4 +263,56 @@ func (s *Server) Handler() http.Handler {
 // WriteCAFile writes CAPEM to path (mode 0644: it is public).
 func (s *Server) WriteCAFile(path string) error {
 	return os.WriteFile(path, s.caPEM, 0o644)
+}
+
+// loadOrMakeCA returns the mock's CA key and certificate: the ones saved in
+// dir if there are any, else new ones (saved in dir when dir is set).
+func loadOrMakeCA(dir string, notBefore, notAfter time.Time) (*ecdsa.PrivateKey, []byte, error) {
+	certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	if dir != "" {
+		certPEM, err1 := os.ReadFile(certPath)
+		keyPEM, err2 := os.ReadFile(keyPath)
+		if err1 == nil && err2 == nil {
+			cb, _ := pem.Decode(certPEM)
+			kb, _ := pem.Decode(keyPEM)
+			if cb == nil || kb == nil {
+				return nil, nil, fmt.Errorf("mockkms: %s: not PEM", dir)
+			}
+			key, err := x509.ParseECPrivateKey(kb.Bytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("mockkms: %s: %w", keyPath, err)
+			}
+			if _, err := x509.ParseCertificate(cb.Bytes); err != nil {
+				return nil, nil, fmt.Errorf("mockkms: %s: %w", certPath, err)
+			}
+			return key, cb.Bytes, nil
+		}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	caTmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "chestfs mock-kms CA"},
+		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true, MaxPathLen: 0, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mockkms: CA: %w", err)
+	}
+	if dir != "" {
+		der, err := x509.MarshalECPrivateKey(caKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("mockkms: state dir: %w", err)
+		}
+		if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, nil, fmt.Errorf("mockkms: %w", err)
+		}
+		if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+			return nil, nil, fmt.Errorf("mockkms: %w", err)
+		}
+	}
+	return caKey, caDER, nil
 }
