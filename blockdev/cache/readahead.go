@@ -4,11 +4,11 @@ package cache
 // offset: a read that starts within a chunk of where a stream ended continues
 // it (FUSE and the kernel may reorder reads slightly). Once a stream has read
 // a whole chunk's worth in order, the chunks after it are queued for the
-// workers, a window that doubles as the stream goes on, up to Readahead chunks. A read
-// that matches no stream starts a new one, so random reads never trigger
-// readahead. Reads by callers (demand) never wait behind readahead: they
-// start their own fetch, and the queue is bounded and dropped when full or
-// when the cache is short of memory.
+// workers, a window that doubles as the stream goes on, up to Readahead
+// chunks. A read that matches no stream starts a new one, so random reads
+// never trigger readahead. Reads by callers (demand) never wait behind
+// readahead: they start their own fetch, and the queue is bounded and dropped
+// when full or when the cache is short of memory.
 
 // observe records a read of n bytes at off and queues readahead. Takes c.mu.
 func (c *Cache) observe(off, n int64) {

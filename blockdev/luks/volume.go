@@ -73,8 +73,10 @@ func newVolume(data blockdev.Source, seg *segment, key []byte) (*Volume, error) 
 		return nil, fmt.Errorf("%w: data segment size %d", ErrCorrupt, size)
 	}
 	return &Volume{
-		data:       data,
-		c:          c,
+		data: data,
+		// Large reads (a 1 MiB FUSE read, decrypt) are split across cores;
+		// small ones stay on the caller's goroutine.
+		c:          xts.Parallel(c, 0),
 		cipher:     seg.cipher,
 		offset:     int64(seg.offset),
 		size:       int64(size),

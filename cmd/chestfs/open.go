@@ -99,7 +99,17 @@ func (o *opened) Close() error {
 // the flags name. A source with no LUKS header and no key is read as an
 // unencrypted image.
 func openVolume(ctx context.Context, c *cli.Context, source string) (*opened, error) {
-	src, closers, err := openSource(ctx, c, source)
+	key, err := readKey(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	return openVolumeKey(ctx, c, source, c.String("auth"), key)
+}
+
+// openVolumeKey is openVolume with the key and blob credential mode given.
+func openVolumeKey(ctx context.Context, c *cli.Context, source, auth string, key []byte) (*opened, error) {
+	src, closers, err := openSourceAuth(ctx, c, source, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -108,11 +118,6 @@ func openVolume(ctx context.Context, c *cli.Context, source string) (*opened, er
 		o.Close()
 		return nil, err
 	}
-	key, err := readKey(ctx, c)
-	if err != nil {
-		return fail(err)
-	}
-	defer clear(key)
 
 	if c.Bool("plain") {
 		if key == nil {

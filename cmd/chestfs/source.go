@@ -27,6 +27,11 @@ func sourceFlags() []cli.Flag {
 // openSource opens a local path or an Azure Blob URL. Blobs get a chunk cache
 // in front; the closers release them in reverse order.
 func openSource(ctx context.Context, c *cli.Context, source string) (blockdev.Source, []io.Closer, error) {
+	return openSourceAuth(ctx, c, source, c.String("auth"))
+}
+
+// openSourceAuth is openSource with the blob credential mode given.
+func openSourceAuth(ctx context.Context, c *cli.Context, source, auth string) (blockdev.Source, []io.Closer, error) {
 	if !blobsrc.IsURL(source) {
 		f, err := blockdev.OpenFile(source)
 		if err != nil {
@@ -38,7 +43,7 @@ func openSource(ctx context.Context, c *cli.Context, source string) (blockdev.So
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cache-size: %w", err)
 	}
-	b, err := blobsrc.Open(ctx, source, blobsrc.Options{Auth: c.String("auth"), Retries: c.Int("retries")})
+	b, err := blobsrc.Open(ctx, source, blobsrc.Options{Auth: auth, Retries: c.Int("retries")})
 	if err != nil {
 		return nil, nil, err
 	}
