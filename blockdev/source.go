@@ -49,8 +49,8 @@ func OpenFile(path string) (*File, error) {
 }
 
 func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.f.ReadAt(p, off) }
-func (f *File) Size() int64                                { return f.size }
-func (f *File) Close() error                               { return f.f.Close() }
+func (f *File) Size() int64                             { return f.size }
+func (f *File) Close() error                            { return f.f.Close() }
 
 // Section is the part of a source from Off for N bytes.
 type Section struct {
