@@ -116,8 +116,8 @@ func TestContent(t *testing.T) {
 			if n == 0 {
 				n = 300
 			}
-			if len(ents) != n+1 {
-				t.Errorf("%s has %d entries, want %d", testimg.LargeDirPath, len(ents), n+1)
+			if len(ents) != n+1+testimg.LargeDirExtra {
+				t.Errorf("%s has %d entries, want %d", testimg.LargeDirPath, len(ents), n+1+testimg.LargeDirExtra)
 			}
 			fi, err := x.Stat("times/y2300")
 			if err != nil {
@@ -217,6 +217,15 @@ func TestHtreeLookupIsHashed(t *testing.T) {
 				}
 				if reads := cr.n.Load() - before; reads > 8 {
 					t.Errorf("lookup %d read %d blocks of a %d-block directory", i, reads, dirBlocks)
+				}
+			}
+			for i := 0; i < testimg.LargeDirExtra; i++ {
+				before := cr.n.Load()
+				if _, err := f.Lookup(big, testimg.LargeDirExtraName(i)); err != nil {
+					t.Fatalf("lookup %q: %v", testimg.LargeDirExtraName(i), err)
+				}
+				if reads := cr.n.Load() - before; reads > 8 {
+					t.Errorf("lookup %q read %d blocks", testimg.LargeDirExtraName(i), reads)
 				}
 			}
 		})

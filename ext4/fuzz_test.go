@@ -147,7 +147,10 @@ func FuzzOpen(f *testing.F) {
 		walkAll(fsys, 300)
 		x := fsys.IOFS()
 		x.ReadDir(".")
-		x.ReadFile("tiny")
 		x.Stat("short")
+		if fl, err := x.Open("dir/sub/hard"); err == nil {
+			io.ReadAll(io.LimitReader(fl, 1<<20))
+			fl.Close()
+		}
 	})
 }

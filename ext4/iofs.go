@@ -239,7 +239,10 @@ func (x *IOFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	return out, nil
 }
 
-// ReadFile returns a regular file's whole content.
+// maxReadFile bounds ReadFile's allocation; use Open and Read for more.
+const maxReadFile = 1 << 30
+
+// ReadFile returns a regular file's whole content (at most 1 GiB).
 func (x *IOFS) ReadFile(name string) ([]byte, error) {
 	ino, err := x.resolve("readfile", name, true)
 	if err != nil {
@@ -249,7 +252,7 @@ func (x *IOFS) ReadFile(name string) ([]byte, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: err}
 	}
-	if st.Size > 1<<40 {
+	if st.Size > maxReadFile {
 		return nil, &fs.PathError{Op: "readfile", Path: name, Err: fmt.Errorf("file too large (%d bytes)", st.Size)}
 	}
 	b := make([]byte, st.Size)

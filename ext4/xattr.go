@@ -7,7 +7,10 @@ import (
 	"syscall"
 )
 
-const xattrMagic = 0xEA020000
+const (
+	xattrMagic   = 0xEA020000
+	xattrSizeMax = 65536 // XATTR_SIZE_MAX: the VFS never stores larger values
+)
 
 // Name indexes (e_name_index) and the prefixes the kernel lists them with.
 const (
@@ -69,7 +72,7 @@ func parseXattrs(ents, vbase []byte) ([]xattrEntry, error) {
 				return nil, fmt.Errorf("%w: xattr value at %d+%d outside its area", ErrCorrupt, offs, e.eValueSize)
 			}
 			e.value = vbase[offs : offs+int(e.eValueSize)]
-		} else if e.eValueSize > 64<<20 {
+		} else if e.eValueSize > xattrSizeMax {
 			return nil, fmt.Errorf("%w: xattr value of %d bytes", ErrCorrupt, e.eValueSize)
 		}
 		out = append(out, e)

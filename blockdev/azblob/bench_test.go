@@ -10,7 +10,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 
 	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
-	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
 	"github.com/chestfs/chestfs/blockdev/cache"
 )
 
@@ -77,5 +76,3 @@ func BenchmarkBlobSequential(b *testing.B) {
 	b.ReportMetric(mbs(cacheTime), "cache-MB/s")
 	b.ReportMetric(rawTime.Seconds()/cacheTime.Seconds(), "speedup")
 }
-
-var _ = azuritetest.Account

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +160,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Blob, error) {
 		return nil, err
 	}
 	b, err := open(ctx, bu, creds, mode, opts)
-	if err != nil && mode == AuthAzureAD && (opts.Auth == "" || opts.Auth == AuthAuto) && isCredError(err) {
+	if err != nil && mode == AuthAzureAD && (opts.Auth == "" || strings.EqualFold(opts.Auth, AuthAuto)) && isCredError(err) {
 		// auto on an Azure endpoint with no usable identity: a public
 		// container still works anonymously.
 		opts.Logger.Debug("azblob: no Azure AD token, trying anonymous access", "url", bu.String())
@@ -229,6 +230,9 @@ func (b *Blob) Retries() int64 { return b.retries.Load() }
 // Close aborts requests in flight; later reads fail with ErrClosed.
 func (b *Blob) Close() error {
 	b.cancel()
+	st := b.Stats()
+	b.o.Logger.Debug("azblob: closed", "url", b.url.String(), "requests", st.Requests, "retries", st.Retries,
+		"failures", st.Failures, "bytes_read", st.BytesRead)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
@@ -176,6 +177,9 @@ func TestPageAndBlockBlob(t *testing.T) {
 			if b.ETag() == "" || b.Auth() != "sharedkey" || strings.Contains(b.URL(), "?") {
 				t.Fatalf("etag %q auth %q url %q", b.ETag(), b.Auth(), b.URL())
 			}
+			if !block {
+				checkZeroPagesSkipped(t, url, data)
+			}
 			checkReads(t, b, want, 60)
 			// A read larger than one GET (8 MiB) is split and still whole.
 			all := make([]byte, len(want))
@@ -186,6 +190,36 @@ func TestPageAndBlockBlob(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 		})
+	}
+}
+
+// checkZeroPagesSkipped asks the service which pages were written: none of
+// the all-zero ones.
+func checkZeroPagesSkipped(t *testing.T, url string, data []byte) {
+	t.Helper()
+	pb, err := pageblob.NewClientWithSharedKeyCredential(url, needAzurite(t).Credential(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := 0
+	pager := pb.NewGetPageRangesPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.PageRange {
+			start, end := int(*r.Start), int(*r.End)+1
+			written += end - start
+			for p := start; p < end && p < len(data); p += 512 {
+				if bytes.Equal(data[p:min(p+512, len(data))], make([]byte, min(512, len(data)-p))) {
+					t.Fatalf("zero page at %d was uploaded", p)
+				}
+			}
+		}
+	}
+	if written == 0 || written > len(data)-(1<<20) {
+		t.Fatalf("%d bytes of pages written for %d bytes with a zero MiB", written, len(data))
 	}
 }
 

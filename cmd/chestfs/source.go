@@ -43,11 +43,19 @@ func openSourceAuth(ctx context.Context, c *cli.Context, source, auth string) (b
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cache-size: %w", err)
 	}
-	b, err := blobsrc.Open(ctx, source, blobsrc.Options{Auth: auth, Retries: c.Int("retries")})
+	// The packages read 0 as "the default"; on the command line 0 means none.
+	retries, readahead := c.Int("retries"), c.Int("readahead")
+	if retries == 0 {
+		retries = -1
+	}
+	if readahead == 0 {
+		readahead = -1
+	}
+	b, err := blobsrc.Open(ctx, source, blobsrc.Options{Auth: auth, Retries: retries})
 	if err != nil {
 		return nil, nil, err
 	}
-	ch := cache.New(b, cache.Options{MaxBytes: size, Readahead: c.Int("readahead")})
+	ch := cache.New(b, cache.Options{MaxBytes: size, Readahead: readahead})
 	slog.Debug("blob opened", "size", b.Size(), "cache", size)
 	return ch, []io.Closer{b, ch}, nil
 }

@@ -31,6 +31,13 @@ const LargeDirPath = "big"
 
 func LargeDirName(i int) string { return fmt.Sprintf("entry-%06d-some-longer-name", i) }
 
+// LargeDirExtra names in the big directory have bytes >= 0x80, whose
+// htree hash depends on signed or unsigned char; they are separate empty
+// files, so target's link count stays LargeDir+1.
+const LargeDirExtra = 24
+
+func LargeDirExtraName(i int) string { return fmt.Sprintf("ünïcødé-%02d-名前-\xff", i) }
+
 type populator struct {
 	root   string
 	bs     int
@@ -189,6 +196,9 @@ func (p *populator) populate(v Variant) {
 			break
 		}
 		p.check("link", os.Link(p.path(LargeDirPath+"/target"), p.path(LargeDirPath+"/"+LargeDirName(i))))
+	}
+	for i := 0; i < LargeDirExtra; i++ {
+		p.write(LargeDirPath+"/"+LargeDirExtraName(i), nil)
 	}
 
 	p.mkdir("times", 0o755)

@@ -26,7 +26,7 @@ import (
 
 // version is bumped whenever the content or build steps change, so that
 // images cached in CHESTFS_TESTIMG_DIR are rebuilt.
-const version = "10"
+const version = "11"
 
 // Variant names one image flavour: mkfs options plus what to put in it.
 type Variant struct {
@@ -158,9 +158,25 @@ func processDir() (string, error) {
 		return d, os.MkdirAll(d, 0o755)
 	}
 	tmpOnce.Do(func() {
-		tmpDir, tmpErr = os.MkdirTemp("", "chestfs-testimg-")
+		removeStale()
+		tmpDir, tmpErr = os.MkdirTemp("", fmt.Sprintf("chestfs-testimg-%d-", os.Getpid()))
 	})
 	return tmpDir, tmpErr
+}
+
+// removeStale deletes image directories of test processes that died
+// without calling Cleanup (killed by a timeout, no TestMain).
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "chestfs-testimg-*-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "chestfs-testimg-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := unix.Kill(pid, 0); err == unix.ESRCH {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // Cleanup removes the per-process image directory. Call it from TestMain
