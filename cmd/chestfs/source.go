@@ -56,8 +56,19 @@ func openSourceAuth(ctx context.Context, c *cli.Context, source, auth string) (b
 		return nil, nil, err
 	}
 	ch := cache.New(b, cache.Options{MaxBytes: size, Readahead: readahead})
-	slog.Debug("blob opened", "size", b.Size(), "cache", size)
-	return ch, []io.Closer{b, ch}, nil
+	slog.Debug("blob opened", "url", b.URL(), "type", b.Type(), "etag", b.ETag(), "size", b.Size(), "cache", size)
+	return ch, []io.Closer{b, ch, statsLogger{ch}}, nil
+}
+
+// statsLogger logs the cache's figures when the source is closed (--debug).
+type statsLogger struct{ c *cache.Cache }
+
+func (s statsLogger) Close() error {
+	st := s.c.Stats()
+	slog.Debug("blob cache", "hits", st.Hits, "misses", st.Misses, "prefetches", st.Prefetches,
+		"prefetch_hits", st.PrefetchHits, "bytes_fetched", st.BytesFetched, "retries", st.Retries,
+		"fetch_errors", st.FetchErrors, "peak_bytes", st.PeakBytes)
+	return nil
 }
 
 // parseSize reads sizes such as 256M, 1G, 65536.
