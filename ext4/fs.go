@@ -50,26 +50,56 @@ type groupDesc struct {
 }
 
 // Open reads the superblock and group descriptors of the filesystem in r,
-// which is size bytes long.
+// which is size bytes long. When the journal needs recovery, its committed
+// transactions are replayed in memory (nothing is written).
 func Open(r io.ReaderAt, size int64) (*FS, error) {
-	raw := make([]byte, superblockSize)
+	f := &FS{r: r, size: size}
 	if size < superblockOffset+superblockSize {
 		return nil, fmt.Errorf("%w: %d bytes is too small for a filesystem", ErrCorrupt, size)
 	}
-	if _, err := r.ReadAt(raw, superblockOffset); err != nil {
-		return nil, fmt.Errorf("ext4: read superblock: %w", err)
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	if !f.sb.incompat(incompatRecover) {
+		return f, nil
+	}
+	o, err := f.replayJournal()
+	if err != nil {
+		return nil, fmt.Errorf("ext4: replaying the journal: %w", err)
+	}
+	if o == nil {
+		return f, nil
+	}
+	// Reread everything through the replayed blocks.
+	bs := f.bs
+	*f = FS{r: o, size: size}
+	if err := f.load(); err != nil {
+		return nil, fmt.Errorf("ext4: after journal replay: %w", err)
+	}
+	if f.bs != bs {
+		return nil, fmt.Errorf("%w: the journal changes the block size", ErrCorrupt)
+	}
+	return f, nil
+}
+
+// load decodes the superblock and group descriptors through f.r.
+func (f *FS) load() error {
+	raw := make([]byte, superblockSize)
+	if _, err := f.r.ReadAt(raw, superblockOffset); err != nil {
+		return fmt.Errorf("ext4: read superblock: %w", err)
 	}
 	sb, err := decodeSuperblock(raw)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := sb.validate(raw); err != nil {
-		return nil, err
+		return err
 	}
-	f := &FS{r: r, size: size, sb: sb, bits: uint(10 + sb.sLogBlockSize)}
+	f.sb = sb
+	f.bits = uint(10 + sb.sLogBlockSize)
 	f.bs = 1 << f.bits
-	if sb.sBlocksCount > uint64(size)>>f.bits {
-		return nil, fmt.Errorf("%w: image has %d bytes, the filesystem claims %d blocks of %d", ErrCorrupt, size, sb.sBlocksCount, f.bs)
+	if sb.sBlocksCount > uint64(f.size)>>f.bits {
+		return fmt.Errorf("%w: image has %d bytes, the filesystem claims %d blocks of %d", ErrCorrupt, f.size, sb.sBlocksCount, f.bs)
 	}
 	f.ngroup = (sb.sBlocksCount - uint64(sb.sFirstDataBlock) + uint64(sb.sBlocksPerGroup) - 1) / uint64(sb.sBlocksPerGroup)
 	if sb.roCompat(roCompatMetadataCsum) {
@@ -86,10 +116,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		f.blocks.max = 16
 	}
 	f.inodes.max = inodeCacheSize
-	if err := f.readGroups(); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return f.readGroups()
 }
 
 // BlockSize returns the filesystem block size in bytes.

@@ -168,9 +168,6 @@ func (s *superblock) compat(f uint32) bool   { return s.sFeatureCompat&f != 0 }
 // validate checks the geometry so later arithmetic cannot divide by zero,
 // overflow, or allocate without bound.
 func (s *superblock) validate(raw []byte) error {
-	if s.incompat(incompatRecover) {
-		return fmt.Errorf("%w: the journal needs recovery (needs_recovery is set; run e2fsck or mount it read-write once)", ErrUnsupported)
-	}
 	if u := s.sFeatureIncompat &^ supportedIncompat; u != 0 {
 		var names []string
 		for _, n := range incompatNames {

@@ -46,6 +46,10 @@ const (
 	maxBackground = 64
 )
 
+// directMount makes root mount with mount(2) and others (or root, should
+// that fail) through fusermount3; tests turn it off to exercise fusermount3.
+var directMount = true
+
 // Server is a live mount.
 type Server struct {
 	srv        *fuse.Server
@@ -93,7 +97,7 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		MaxWrite:      maxRead,
 		MaxReadAhead:  maxRead,
 		MaxBackground: maxBackground,
-		DirectMount:   true,
+		DirectMount:   directMount,
 		// Data comes from memory: splicing would only add a pipe copy (and
 		// 1 MiB replies exceed the default pipe size).
 		DisableSplice: true,

@@ -486,7 +486,7 @@ func TestConcurrentReads(t *testing.T) {
 // every name and inode number.
 func TestLargeDir(t *testing.T) {
 	requireFUSE(t)
-	_, mnt, fsys := kernelAndFUSE(t, "default4k")
+	kernel, mnt, fsys := kernelAndFUSE(t, "default4k")
 	dir := filepath.Join(mnt, testimg.LargeDirPath)
 	bigIno, err := fsys.Lookup(ext4.RootIno, testimg.LargeDirPath)
 	if err != nil {
@@ -513,19 +513,21 @@ func TestLargeDir(t *testing.T) {
 			}
 		}
 	}
-	// ls -l style: names plus lstat of each (READDIRPLUS path).
+	// ls -l style: names plus lstat of each, as the kernel reports them.
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents[:200] {
-		info, err := e.Info()
-		if err != nil {
+	for _, e := range ents[:300] {
+		var f, k unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, e.Name()), &f); err != nil {
 			t.Fatal(err)
 		}
-		// Every name is a hard link to the same file.
-		if nl := info.Sys().(*syscall.Stat_t).Nlink; nl != uint64(len(want)) {
-			t.Fatalf("%s: nlink %d, want %d", e.Name(), nl, len(want))
+		if err := unix.Lstat(filepath.Join(kernel, testimg.LargeDirPath, e.Name()), &k); err != nil {
+			t.Fatal(err)
+		}
+		if f.Ino != k.Ino || f.Nlink != k.Nlink || f.Mode != k.Mode || f.Size != k.Size || f.Mtim != k.Mtim {
+			t.Fatalf("%s: lstat via FUSE %+v\nvia kernel %+v", e.Name(), f, k)
 		}
 	}
 }
@@ -628,6 +630,141 @@ func TestUnmountWhileIdle(t *testing.T) {
 	// A missing mount point is a clear error.
 	if _, err := Mount(fsys, filepath.Join(t.TempDir(), "absent"), Options{}); err == nil {
 		t.Fatal("mount on a missing directory succeeded")
+	}
+}
+
+// TestFusermount mounts through the fusermount3 helper, the path every
+// unprivileged user takes, with the same options.
+func TestFusermount(t *testing.T) {
+	requireFUSE(t)
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("fusermount3 not installed")
+	}
+	directMount = false
+	t.Cleanup(func() { directMount = true })
+	fsys, img := openImage(t, "default1k")
+	mnt, _ := mountFUSE(t, fsys, Options{FsName: img.Path})
+	line, ok := mounted(t, mnt)
+	if !ok {
+		t.Fatalf("%s not mounted", mnt)
+	}
+	pre, post, _ := strings.Cut(line, " - ")
+	f, g := strings.Fields(pre), strings.Fields(post)
+	if !strings.HasPrefix(f[5], "ro,") || g[0] != "fuse.chestfs" || unescapeMountinfo(g[1]) != img.Path ||
+		!strings.Contains(g[2], "default_permissions") {
+		t.Fatalf("mountinfo: %s", line)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "tiny")); err != nil || string(b) != "hello\n" {
+		t.Fatalf("read: %q %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("write: %v, want EROFS", err)
+	}
+}
+
+const childEnv = "CHESTFS_FUSEFS_USER_CHILD"
+
+// userMountChild runs in a copy of the test binary as an unprivileged user
+// (see TestUserMount): mount through fusermount3, read, unmount.
+func userMountChild() int {
+	img, mnt := os.Getenv("CHILD_IMAGE"), os.Getenv("CHILD_MNT")
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, format+"\n", a...)
+		return 1
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return fail("open: %v", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fail("stat: %v", err)
+	}
+	fsys, err := ext4.Open(f, st.Size())
+	if err != nil {
+		return fail("ext4: %v", err)
+	}
+	srv, err := Mount(fsys, mnt, Options{FsName: img})
+	if err != nil {
+		return fail("mount as uid %d: %v", os.Getuid(), err)
+	}
+	b, rerr := os.ReadFile(filepath.Join(mnt, "tiny"))
+	info, _ := os.ReadFile("/proc/self/mountinfo")
+	if err := srv.Unmount(); err != nil {
+		return fail("unmount: %v", err)
+	}
+	if rerr != nil || string(b) != "hello\n" {
+		return fail("read tiny: %q %v", b, rerr)
+	}
+	if !bytes.Contains(info, []byte(" "+mnt+" ro,")) || !bytes.Contains(info, []byte("fuse.chestfs")) {
+		return fail("mountinfo lacks a read-only fuse.chestfs mount at %s:\n%s", mnt, info)
+	}
+	fmt.Println("child ok")
+	return 0
+}
+
+// TestUserMount mounts as an unprivileged user, which goes through the
+// fusermount3 helper instead of mount(2).
+func TestUserMount(t *testing.T) {
+	requireFUSE(t)
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("fusermount3 not installed")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed")
+	}
+	// fusermount3 opens /dev/fuse with the caller's file system uid.
+	if st, err := os.Stat("/dev/fuse"); err != nil || st.Mode().Perm()&0o006 != 0o006 {
+		t.Skipf("unprivileged FUSE needs /dev/fuse to be mode 0666 (udev's default); here it is %v", st.Mode())
+	}
+	_, img := openImage(t, "default1k")
+	// Everything the child needs must be reachable by uid 1000.
+	dir, err := os.MkdirTemp("", "chestfs-usermount-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	mnt := filepath.Join(dir, "mnt")
+	t.Cleanup(func() {
+		if _, ok := mounted(t, mnt); ok {
+			t.Errorf("child left %s mounted", mnt)
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mnt, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	copyFile := func(src, dst string, mode os.FileMode) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgCopy, bin := filepath.Join(dir, "img"), filepath.Join(dir, "fusefs.test")
+	copyFile(img.Path, imgCopy, 0o644)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFile(exe, bin, 0o755)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_IMAGE="+imgCopy, "CHILD_MNT="+mnt)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("child ok")) {
+		t.Fatalf("unprivileged mount: %v\n%s", err, out)
 	}
 }
 

@@ -67,6 +67,9 @@ func Variants() []Variant {
 	return []Variant{
 		{Name: "default4k", Mkfs: []string{"-b", "4096"}, LargeDir: 20000, SizeMiB: 64},
 		{Name: "default1k", Mkfs: []string{"-b", "1024"}, LargeDir: 3000},
+		// Exactly what the Azure sidecar's generatefs makes: mkfs.ext4
+		// defaults on 64 MiB (the "small" type).
+		{Name: "sidecar64m", SizeMiB: 64},
 		{Name: "inline", Mkfs: []string{"-b", "4096", "-O", "inline_data"}},
 		{Name: "nocsum32", Mkfs: []string{"-b", "4096", "-O", "^metadata_csum,^64bit,^has_journal"}, LargeDir: 2000,
 			Debugfs: []string{"ssv def_hash_version tea"}},
@@ -370,13 +373,23 @@ func withMount(path string, ro bool, fn func(mnt string) error) error {
 // attachMount sets up a loop device and mounts it. Loop setup and mount run
 // under a machine-wide file lock: go test runs package binaries in parallel.
 func attachMount(path, mnt string, ro bool) (func() error, error) {
+	opts := "rw"
+	if ro {
+		opts = "ro"
+	}
+	return attachMountOpts(path, mnt, ro, opts)
+}
+
+// attachMountOpts is attachMount with a read-only loop device (roDev) and
+// mount options chosen separately.
+func attachMountOpts(path, mnt string, roDev bool, opts string) (func() error, error) {
 	unlock, err := flock(filepath.Join(os.TempDir(), "chestfs-testimg-loop.lock"))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	largs := []string{"--find", "--show"}
-	if ro {
+	if roDev {
 		largs = append(largs, "--read-only")
 	}
 	out, err := runTimeout(30*time.Second, "losetup", append(largs, path)...)
@@ -384,10 +397,6 @@ func attachMount(path, mnt string, ro bool) (func() error, error) {
 		return nil, err
 	}
 	dev := strings.TrimSpace(out)
-	opts := "rw"
-	if ro {
-		opts = "ro"
-	}
 	if _, err := runTimeout(30*time.Second, "mount", "-t", "ext4", "-o", opts, dev, mnt); err != nil {
 		runTimeout(30*time.Second, "losetup", "-d", dev)
 		return nil, err
@@ -405,7 +414,13 @@ func attachMount(path, mnt string, ro bool) (func() error, error) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		_, derr := runTimeout(30*time.Second, "losetup", "-d", dev)
+		var derr error
+		for i := 0; i < 20; i++ {
+			if _, derr = runTimeout(30*time.Second, "losetup", "-d", dev); derr == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if uerr != nil {
 			return uerr
 		}
