@@ -56,6 +56,10 @@ bench:
 bench-xts:
 	./xts/bench.sh
 
+# Sequential read and ls -l through `chestfs mount` vs the kernel's loop mount of the plaintext (root).
+bench-mount: build
+	./scripts/bench-mount.sh
+
 testdata:
 	./testdata/mkdemo.sh
 

@@ -1,6 +1,11 @@
 // Package ext4 is a read-only parser for ext2/ext3/ext4 filesystems. It reads
 // through an io.ReaderAt, never writes, and treats every on-disk value as
 // untrusted: corrupt input yields errors, not panics or unbounded work.
+//
+// A journal that needs recovery is replayed in memory at Open. A metadata
+// checksum failure is an error for that object only (one inode, directory
+// block, xattr block or group), not for the whole filesystem. FS works
+// with inode numbers; IOFS adapts it to io/fs paths.
 package ext4
 
 import (

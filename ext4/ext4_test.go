@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,6 +133,17 @@ func TestContent(t *testing.T) {
 				t.Errorf("missing path: %v", err)
 			}
 		})
+	}
+}
+
+func TestInfo(t *testing.T) {
+	f := openImage(t, variant(t, "default1k"))
+	in := f.Info()
+	if in.UUID != "6b1c7a3e-5a43-4c0e-9d0b-2f1e0d3c4b5a" || in.Label != "default1k" || in.BlockSize != 1024 {
+		t.Errorf("info %+v", in)
+	}
+	if !slices.Contains(in.Features, "metadata_csum") || !slices.Contains(in.Features, "extent") || in.JournalReplayed {
+		t.Errorf("features %v", in.Features)
 	}
 }
 

@@ -29,6 +29,7 @@ type FS struct {
 
 	statfsOnce sync.Once
 	statfs     Statfs
+	replayed   bool // the journal was replayed in memory
 }
 
 // Cache bounds: metadata blocks (bytes) and parsed inodes (count).
@@ -79,6 +80,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	if f.bs != bs {
 		return nil, fmt.Errorf("%w: the journal changes the block size", ErrCorrupt)
 	}
+	f.replayed = true
 	return f, nil
 }
 

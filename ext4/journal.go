@@ -135,8 +135,22 @@ func (f *FS) replayJournal() (*overlay, error) {
 		}
 	}
 	tail := 0
+	var jseed uint32
 	if csum2 || csum3 {
 		tail = 4
+		jseed = crc32c(^uint32(0), sbuf[0x30:0x40]) // over the journal's UUID
+	}
+	// blockCsumOK checks a descriptor or revoke block's tail, or a commit
+	// block's h_chksum[0], each crc32c over the block with the field zeroed.
+	blockCsumOK := func(b []byte, at int) bool {
+		if tail == 0 {
+			return true
+		}
+		want := be32(b, at)
+		c := crc32c(jseed, b[:at])
+		c = crc32c(c, []byte{0, 0, 0, 0})
+		c = crc32c(c, b[at+4:])
+		return c == want
 	}
 	next := func(b uint64) uint64 {
 		b++
@@ -170,19 +184,25 @@ func (f *FS) replayJournal() (*overlay, error) {
 		}
 		switch be32(buf, 4) {
 		case jbdDescriptor:
+			if !blockCsumOK(buf, len(buf)-4) {
+				steps = maxlen // a torn or damaged descriptor ends the log
+				continue
+			}
 			end := len(buf) - tail
 			for off := 12; off+tagBytes <= end; {
 				var fsblk uint64
-				var flags uint32
+				var flags, tagCsum uint32
 				if csum3 {
 					fsblk = uint64(be32(buf, off))
 					flags = be32(buf, off+4)
+					tagCsum = be32(buf, off+12)
 					if is64 {
 						fsblk |= uint64(be32(buf, off+8)) << 32
 					}
 				} else {
 					fsblk = uint64(be32(buf, off))
 					flags = uint32(binary.BigEndian.Uint16(buf[off+6:]))
+					tagCsum = uint32(binary.BigEndian.Uint16(buf[off+4:]))
 					if is64 {
 						fsblk |= uint64(be32(buf, off+8)) << 32
 					}
@@ -196,7 +216,24 @@ func (f *FS) replayJournal() (*overlay, error) {
 				if phys == 0 || fsblk >= f.sb.sBlocksCount {
 					return nil, fmt.Errorf("%w: journal tag for block %d", ErrCorrupt, fsblk)
 				}
-				pendTags = append(pendTags, tag{fsblk, phys, flags&jbdFlagEscape != 0})
+				tg := tag{fsblk, phys, flags&jbdFlagEscape != 0}
+				if tail != 0 {
+					// The data block's checksum covers the sequence and the
+					// block as logged; a mismatch skips that block, as the
+					// kernel does.
+					data := make([]byte, f.bs)
+					if err := f.readDev(data, phys); err != nil {
+						return nil, err
+					}
+					c := crc32c(crc32c(jseed, binary.BigEndian.AppendUint32(nil, seq)), data)
+					if csum2 {
+						c &= 0xFFFF
+					}
+					if c != tagCsum {
+						tg.fsblk = ^uint64(0)
+					}
+				}
+				pendTags = append(pendTags, tg)
 				off += tagBytes
 				if flags&jbdFlagSameUUID == 0 {
 					off += 16
@@ -225,6 +262,10 @@ func (f *FS) replayJournal() (*overlay, error) {
 				}
 			}
 		case jbdCommit:
+			if !blockCsumOK(buf, 16) {
+				steps = maxlen // an uncommitted (torn) transaction ends the log
+				continue
+			}
 			txns = append(txns, txn{seq, pendTags})
 			for _, r := range pendRevoke {
 				if s, ok := revoked[r]; !ok || int32(seq-s) > 0 {
@@ -245,6 +286,9 @@ func (f *FS) replayJournal() (*overlay, error) {
 	o := &overlay{base: f.r, bits: f.bits, src: map[uint64]journalSrc{}}
 	for _, t := range txns {
 		for _, tg := range t.tags {
+			if tg.fsblk == ^uint64(0) {
+				continue // failed its checksum
+			}
 			if s, ok := revoked[tg.fsblk]; ok && int32(s-t.seq) >= 0 {
 				continue
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/chestfs/chestfs/ext4"
 	"github.com/chestfs/chestfs/internal/fstree"
 	"github.com/chestfs/chestfs/internal/testimg"
+	"golang.org/x/sys/unix"
 )
 
 var reLogged = regexp.MustCompile(`FS block (\d+) logged at journal block`)
@@ -84,9 +85,20 @@ func TestJournalReplay(t *testing.T) {
 			if _, ok := got["medium"]; ok {
 				t.Error("medium was deleted before the snapshot")
 			}
-			want, err := fstree.Snapshot(testimg.MountReplay(t, kcopy))
+			if !f.Info().JournalReplayed {
+				t.Error("Info does not report the replay")
+			}
+			mnt := testimg.MountReplay(t, kcopy)
+			want, err := fstree.Snapshot(mnt)
 			if err != nil {
 				t.Fatal(err)
+			}
+			var ks unix.Statfs_t
+			if err := unix.Statfs(mnt, &ks); err != nil {
+				t.Fatal(err)
+			}
+			if ps := f.Statfs(); ps.BFree != ks.Bfree || ps.FFree != ks.Ffree || ps.Blocks != ks.Blocks {
+				t.Errorf("statfs after replay: kernel blocks %d bfree %d ffree %d, parser %+v", ks.Blocks, ks.Bfree, ks.Ffree, ps)
 			}
 			for _, d := range fstree.Compare(want, got, fstree.Options{}) {
 				t.Error(d)

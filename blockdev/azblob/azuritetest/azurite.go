@@ -44,11 +44,16 @@ type Server struct {
 	// Endpoint is the account's blob endpoint, http://127.0.0.1:PORT/devstoreaccount1.
 	Endpoint string
 
-	cmd    *exec.Cmd
-	dir    string
-	out    *syncBuffer
-	exited chan struct{}
-	once   sync.Once
+	node, script string
+	port         int
+	persistent   bool // data on disk in dir, kept across Kill and Restart
+	dir          string
+	out          *syncBuffer
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd     // the current process
+	exited  chan struct{} // closed when cmd exits
+	stopped bool
 }
 
 // Start runs Azurite for the duration of the test (stopped in t.Cleanup).
@@ -91,8 +96,24 @@ func RepoRoot() (string, error) {
 }
 
 // StartProcess starts Azurite on a free loopback port and waits until it
-// answers; the caller must call Stop. For TestMain.
+// answers; the caller must call Stop. For TestMain. Its data lives in memory.
 func StartProcess() (*Server, error) {
+	return startProcess(false)
+}
+
+// StartPersistent is Start with the data kept on disk, so that Kill and
+// Restart bring the same blobs back on the same port.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	s, err := startProcess(true)
+	if err != nil {
+		SkipOrFail(t, err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func startProcess(persistent bool) (*Server, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -109,7 +130,7 @@ func StartProcess() (*Server, error) {
 	// a few ports before giving up.
 	var last error
 	for range 4 {
-		s, err := start(node, script)
+		s, err := start(node, script, persistent)
 		if err == nil {
 			return s, nil
 		}
@@ -130,7 +151,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(node, script string) (*Server, error) {
+func start(node, script string, persistent bool) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -140,34 +161,47 @@ func start(node, script string) (*Server, error) {
 		return nil, err
 	}
 	host := "127.0.0.1:" + strconv.Itoa(port)
-	s := &Server{Host: host, Endpoint: "http://" + host + "/" + Account, dir: dir, out: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(node, script,
-		"--inMemoryPersistence", "--extentMemoryLimit", "1024",
-		"--skipApiVersionCheck", "--silent",
-		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port))
-	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	// Own process group, so Stop also ends anything node spawned; and die
-	// with the test binary.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("azuritetest: start: %w", err)
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.waitReady(90 * time.Second); err != nil {
+	s := &Server{Host: host, Endpoint: "http://" + host + "/" + Account, node: node, script: script,
+		port: port, persistent: persistent, dir: dir, out: &syncBuffer{}}
+	if err := s.run(); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
 
+// run starts the process and waits until it answers.
+func (s *Server) run() error {
+	args := []string{s.script, "--skipApiVersionCheck", "--silent", "--disableTelemetry",
+		"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(s.port)}
+	if s.persistent {
+		args = append(args, "--location", s.dir)
+	} else {
+		args = append(args, "--inMemoryPersistence", "--extentMemoryLimit", "1024")
+	}
+	cmd := exec.Command(s.node, args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	// Own process group, so Stop also ends anything node spawned; and die
+	// with the test binary.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("azuritetest: start: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return s.waitReady(exited, 90*time.Second)
+}
+
 // waitReady polls until Azurite answers HTTP at all (it refuses the
 // unauthenticated request, which is fine).
-func (s *Server) waitReady(limit time.Duration) error {
+func (s *Server) waitReady(exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	client := &http.Client{Timeout: 2 * time.Second}
 	for {
@@ -177,7 +211,7 @@ func (s *Server) waitReady(limit time.Duration) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-exited:
 			return fmt.Errorf("azuritetest: azurite exited during start-up: %s", s.out.String())
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -187,16 +221,82 @@ func (s *Server) waitReady(limit time.Duration) error {
 	}
 }
 
+// Kill ends the Azurite process at once (SIGKILL), as a crash would. A
+// persistent server keeps its data for Restart; see WaitSaved.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// Restart starts Azurite again on the same port, with the data of a
+// persistent server, after Kill.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	stopped, exited := s.stopped, s.exited
+	s.mu.Unlock()
+	if stopped {
+		return errors.New("azuritetest: restart after Stop")
+	}
+	if exited != nil {
+		select {
+		case <-exited:
+		default:
+			return errors.New("azuritetest: restart while azurite is running (Kill it first)")
+		}
+	}
+	// The port was ours a moment ago; another process may take it in
+	// between, but only rarely: try a few times.
+	var err error
+	for range 10 {
+		if err = s.run(); err == nil || !strings.Contains(err.Error(), "EADDRINUSE") {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return err
+}
+
+// WaitSaved waits until a persistent server has written substr (a blob's
+// name, an ETag without its quotes) to its metadata database. Azurite saves
+// the database every few seconds, so without this wait a Kill soon after an
+// upload may lose the blob.
+func (s *Server) WaitSaved(ctx context.Context, substr string) error {
+	if !s.persistent {
+		return errors.New("azuritetest: WaitSaved on an in-memory server")
+	}
+	db := filepath.Join(s.dir, "__azurite_db_blob__.json")
+	for {
+		if b, err := os.ReadFile(db); err == nil && bytes.Contains(b, []byte(substr)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("azuritetest: %q not saved in %s: %w", substr, db, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // Stop kills Azurite and removes its directory. Safe to call twice.
 func (s *Server) Stop() {
-	s.once.Do(func() {
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-s.exited:
-		case <-time.After(30 * time.Second):
-		}
-		os.RemoveAll(s.dir)
-	})
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	s.Kill()
+	os.RemoveAll(s.dir)
 }
 
 // Credential is the shared key of the well-known account.

@@ -1,0 +1,149 @@
+#!/bin/bash
+# bench-mount: sequential read of a large file through `chestfs mount` (FUSE,
+# userspace LUKS2 + ext4) against the kernel reading the plaintext image
+# through a loop mount, in the same run, page caches dropped before each read.
+# Also times `ls -l` of a 100k-entry directory on both, and prints
+# `openssl speed -evp aes-256-xts` for context.
+#
+# The LUKS2 image follows the Azure sidecar's recipe (aes-xts-plain64, 512-bit
+# key, 4096-byte sectors, pbkdf2) and is made by cryptsetup itself: mkfs.ext4
+# -d builds the plaintext image, `cryptsetup reencrypt --encrypt` encrypts a
+# copy in place (no dm-crypt needed).
+#
+# Needs root (drop_caches, loop mount). Environment:
+#   BIN=bin/chestfs  SIZE_MB=640 (file size)  REPS=3  FILES=100000 (directory
+#   entries; 0 skips the ls test)  TMPDIR (where the ~1.5 GiB of images go)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(realpath "${BIN:-bin/chestfs}")
+SIZE_MB=${SIZE_MB:-640}
+REPS=${REPS:-3}
+FILES=${FILES:-100000}
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "bench-mount: needs root (it drops the page cache and loop-mounts the plaintext image); run it with sudo" >&2
+	exit 1
+fi
+for c in cryptsetup mkfs.ext4 openssl dd mount losetup; do
+	command -v "$c" >/dev/null || { echo "bench-mount: $c not found (make setup-apt)" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "bench-mount: $BIN not built (make build)" >&2; exit 1; }
+[ "$SIZE_MB" -ge 512 ] || { echo "bench-mount: SIZE_MB must be at least 512" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/chestfs-bench.XXXXXX")
+FMNT=$WORK/fuse
+KMNT=$WORK/kernel
+mkdir -p "$FMNT" "$KMNT" "$WORK/src"
+MOUNT_PID=
+cleanup() {
+	set +e
+	if [ -n "$MOUNT_PID" ]; then
+		kill -TERM "$MOUNT_PID" 2>/dev/null
+		wait "$MOUNT_PID" 2>/dev/null
+	fi
+	grep -qs " $FMNT " /proc/self/mountinfo && umount -l "$FMNT"
+	grep -qs " $KMNT " /proc/self/mountinfo && umount "$KMNT"
+	# mount -o loop sets autoclear; detach anything left on our image anyway.
+	for l in $(losetup -j "$WORK/plain.img" -O NAME -n 2>/dev/null); do losetup -d "$l"; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+# mbps BYTES START END
+mbps() { awk -v b="$1" -v s="$2" -v e="$3" 'BEGIN { printf "%.0f", b / (e - s) / 1e6 }'; }
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+echo "== building test data in $WORK (${SIZE_MB} MiB file, $FILES-entry directory)"
+head -c $((SIZE_MB << 20)) /dev/urandom >"$WORK/src/big"
+if [ "$FILES" -gt 0 ]; then
+	mkdir "$WORK/src/many"
+	(cd "$WORK/src/many" && seq -f 'f%06g' 1 "$FILES" | xargs touch)
+fi
+# Room for the file, the inodes and ext4's metadata.
+IMG_MB=$((SIZE_MB + SIZE_MB / 8 + FILES / 2000 + 64))
+mkfs.ext4 -q -F -b 4096 -N $((FILES + 1024)) -d "$WORK/src" "$WORK/plain.img" "${IMG_MB}M"
+rm -rf "$WORK/src"
+
+echo "== encrypting a copy with cryptsetup reencrypt --encrypt (luks2, aes-xts-plain64, 512-bit key, 4096-byte sectors)"
+head -c 32 /dev/urandom >"$WORK/key"
+cp "$WORK/plain.img" "$WORK/luks.img"
+truncate -s +32M "$WORK/luks.img"
+cryptsetup reencrypt --encrypt --type luks2 --batch-mode --reduce-device-size 32M \
+	--cipher aes-xts-plain64 --key-size 512 --sector-size 4096 \
+	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$WORK/key" "$WORK/luks.img" >/dev/null
+
+echo "== mounting: kernel loop mount of the plaintext, chestfs mount of the LUKS2 image"
+mount -o loop,ro "$WORK/plain.img" "$KMNT"
+"$BIN" mount --key-file "$WORK/key" "$WORK/luks.img" "$FMNT" 2>"$WORK/mount.log" &
+MOUNT_PID=$!
+i=0
+until grep -qs " $FMNT " /proc/self/mountinfo; do
+	if ! kill -0 "$MOUNT_PID" 2>/dev/null; then
+		MOUNT_PID=
+		echo "bench-mount: chestfs mount failed:" >&2
+		cat "$WORK/mount.log" >&2
+		exit 1
+	fi
+	i=$((i + 1))
+	[ $i -lt 600 ] || { echo "bench-mount: chestfs mount not ready after 60 s" >&2; exit 1; }
+	sleep 0.1
+done
+FDEV=$(stat -c '%d' "$FMNT")
+echo "   fuse readahead: $(cat /sys/class/bdi/$((FDEV >> 8)):$((FDEV & 255))/read_ahead_kb 2>/dev/null || echo '?') KiB;" \
+	"loop readahead: $(cat /sys/class/bdi/$(stat -c '%d' "$KMNT" | awk '{ printf "%d:%d", int($1 / 256), $1 % 256 }')/read_ahead_kb 2>/dev/null || echo '?') KiB"
+
+BYTES=$(stat -c %s "$KMNT/big")
+[ "$(stat -c %s "$FMNT/big")" = "$BYTES" ] || { echo "bench-mount: file sizes differ" >&2; exit 1; }
+
+# readfile PATH: drop caches, read sequentially with 1 MiB reads, print MB/s.
+readfile() {
+	drop
+	local s e
+	s=$(now)
+	dd if="$1" of=/dev/null bs=1M status=none
+	e=$(now)
+	mbps "$BYTES" "$s" "$e"
+}
+
+echo "== sequential read of a $((BYTES >> 20)) MiB file, caches dropped before each ($REPS repetitions, interleaved)"
+fsum=0 ksum=0
+for r in $(seq 1 "$REPS"); do
+	f=$(readfile "$FMNT/big")
+	k=$(readfile "$KMNT/big")
+	printf '   rep %d: chestfs %6s MB/s   kernel %6s MB/s\n' "$r" "$f" "$k"
+	fsum=$((fsum + f))
+	ksum=$((ksum + k))
+done
+FUSE_MBPS=$((fsum / REPS))
+KERN_MBPS=$((ksum / REPS))
+
+echo "== checking that both mounts read the same bytes"
+cmp "$FMNT/big" "$KMNT/big" && echo "   identical"
+
+if [ "$FILES" -gt 0 ]; then
+	# lsdir PATH: drop caches (cold) or not (warm), ls -l, print seconds.
+	lsdir() {
+		[ "$2" = cold ] && drop
+		local s e
+		s=$(now)
+		ls -l "$1" >/dev/null
+		e=$(now)
+		awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }'
+	}
+	echo "== ls -l of a $FILES-entry directory (stat of every entry)"
+	for r in $(seq 1 "$REPS"); do
+		printf '   rep %d: cold: chestfs %6s s  kernel %6s s' "$r" "$(lsdir "$FMNT/many" cold)" "$(lsdir "$KMNT/many" cold)"
+		printf '   warm: chestfs %6s s  kernel %6s s\n' "$(lsdir "$FMNT/many" warm)" "$(lsdir "$KMNT/many" warm)"
+	done
+	[ "$(ls "$FMNT/many" | wc -l)" = "$FILES" ] || { echo "bench-mount: chestfs lists a different entry count" >&2; exit 1; }
+fi
+
+echo "== openssl speed -evp aes-256-xts (one core, for context)"
+openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null | tail -1 |
+	awk '{ v = $NF; sub(/k$/, "", v); printf "   %s MB/s at 4096-byte blocks\n", int(v * 1000 / 1e6) }'
+
+echo "== result"
+printf '   chestfs mount: %d MB/s   kernel loop mount (plaintext): %d MB/s   ratio: %s (target >= 0.5)\n' \
+	"$FUSE_MBPS" "$KERN_MBPS" "$(awk -v f="$FUSE_MBPS" -v k="$KERN_MBPS" 'BEGIN { printf "%.2f", f / k }')"
