@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/hex"
 	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
