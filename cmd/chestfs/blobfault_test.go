@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -171,7 +172,7 @@ func TestBlobFaults(t *testing.T) {
 			}
 		}
 		whole, err := readRange(t, big, 0, faultFileSize+1)
-		if err != nil && err.Error() != "EOF" || !bytes.Equal(whole, content) {
+		if err != nil && !errors.Is(err, io.EOF) || !bytes.Equal(whole, content) {
 			t.Errorf("whole file after the restart: %d bytes, %v", len(whole), err)
 		}
 		m.alive(t)

@@ -115,6 +115,10 @@ func (p *populator) populate(v Variant) {
 	p.write("bigfile", Pattern(3, 1<<20))
 	p.writeAt("sparse", 5<<20, map[int64][]byte{0: Pattern(4, 10), 3<<20 + 7: Pattern(5, 10)})
 	p.writeAt("holestart", 1<<20+100, map[int64][]byte{1 << 20: Pattern(6, 100)})
+	if v.Name == "default4k" {
+		// Larger than 4 GiB: 64-bit sizes and logical blocks past 2^20.
+		p.writeAt("huge-sparse", 5<<30+5000, map[int64][]byte{0: Pattern(7, 10), 5 << 30: Pattern(8, 5000)})
+	}
 	// One byte beyond the reach of double-indirect block maps: forces a
 	// triple-indirect block on ext2/3 and a far extent on ext4.
 	far := (12 + bs/4 + (bs/4)*(bs/4) + 5) * bs

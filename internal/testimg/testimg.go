@@ -26,7 +26,7 @@ import (
 
 // version is bumped whenever the content or build steps change, so that
 // images cached in CHESTFS_TESTIMG_DIR are rebuilt.
-const version = "11"
+const version = "12"
 
 // Variant names one image flavour: mkfs options plus what to put in it.
 type Variant struct {
