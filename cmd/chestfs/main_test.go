@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/testimg"
 )
 
 // binPath is the chestfs binary built once for the CLI tests, in a directory
@@ -32,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testimg.Cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

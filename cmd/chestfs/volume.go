@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -127,7 +128,7 @@ func inspectCmd(c *cli.Context) error {
 			return err
 		}
 		defer o.Close()
-		out["ext4"] = fsys.Statfs()
+		out["ext4"] = ext4Summary{Info: fsys.Info(), Statfs: fsys.Statfs()}
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
@@ -139,14 +140,28 @@ func inspectCmd(c *cli.Context) error {
 			return err
 		}
 	}
-	if s, ok := out["ext4"].(ext4.Statfs); ok {
+	if e, ok := out["ext4"].(ext4Summary); ok {
+		s, in := e.Statfs, e.Info
 		fmt.Printf("ext4 filesystem:\n")
+		fmt.Printf("\tUUID:         %s\n", in.UUID)
+		fmt.Printf("\tlabel:        %s\n", in.Label)
+		fmt.Printf("\tfeatures:     %s\n", strings.Join(in.Features, " "))
+		fmt.Printf("\tinode size:   %d\n", in.InodeSize)
+		if in.JournalReplayed {
+			fmt.Printf("\tjournal:      needed recovery; replayed in memory\n")
+		}
 		fmt.Printf("\tblock size:   %d\n", s.BlockSize)
 		fmt.Printf("\tblocks:       %d (%d free, %d available)\n", s.Blocks, s.BFree, s.BAvail)
 		fmt.Printf("\tinodes:       %d (%d free)\n", s.Files, s.FFree)
 		fmt.Printf("\tname length:  %d\n", s.NameLen)
 	}
 	return nil
+}
+
+// ext4Summary is what inspect shows of the filesystem.
+type ext4Summary struct {
+	Info   ext4.Info
+	Statfs ext4.Statfs
 }
 
 func closeAll(cs []io.Closer) {

@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
+)
+
+// Figures of the blob benchmark; BENCH_BLOB_MIB and BENCH_BLOB_LATENCY
+// override the first two.
+const (
+	benchFileMiB   = 256
+	benchLatency   = 10 * time.Millisecond
+	benchRandReads = 32
+	benchCacheSize = 256 << 20
+	rssSlack       = 64 << 20
+)
+
+// BenchmarkBlobMount reads one >= 256 MiB file sequentially through a real
+// `chestfs mount` of a page blob in Azurite, behind a proxy that adds a
+// fixed latency to every request, and in the same run reads the file's byte
+// range of the blob (a) with a reader built like the Azure sidecar's (512 KiB
+// blocks, an LRU of 32, one lock held across each download, no readahead)
+// and (b) with parallel ranged GETs. It reports the three rates and the
+// ratios, the GETs per cold random 4 KiB read, and the mount's peak RSS
+// against its cache bound. Run it with `make bench-blob`.
+func BenchmarkBlobMount(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: FUSE mounts and dropping the page cache")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		b.Skip("needs /dev/fuse")
+	}
+	fileMiB := envInt(b, "BENCH_BLOB_MIB", benchFileMiB)
+	latency := time.Duration(envInt(b, "BENCH_BLOB_LATENCY_MS", int(benchLatency/time.Millisecond))) * time.Millisecond
+	fileSize := int64(fileMiB) << 20
+
+	az := azuritetest.Start(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	if err := az.CreateContainer(ctx, "bench", true); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	img, key, start := benchImage(b, dir, fileSize)
+	b.Logf("image %s: big.bin at blob bytes [%d,+%d)", img, start, fileSize)
+	benchRun(b, "upload", "--auth", "sharedkey", img, az.BlobURL("bench", "bench.img"))
+
+	p := newLatencyProxy(b, az.Host, latency)
+	url := p.srv.URL + "/" + azuritetest.Account + "/bench/bench.img"
+	mp := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	mountArgs := []string{"--auth", "anonymous", "--key-file", key, "--cache-size", strconv.Itoa(benchCacheSize), url, mp}
+
+	var mountT, sidecarT, rawT time.Duration
+	var getsPerRand float64
+	var peak int64
+	b.SetBytes(fileSize)
+	b.ResetTimer()
+	for range b.N {
+		// The mount, cold: a fresh process and no page cache.
+		m := benchMount(b, mountArgs...)
+		dropCaches(b)
+		p.gets.Store(0)
+		t0 := time.Now()
+		n := readFile(b, filepath.Join(mp, "big.bin"))
+		mountT += time.Since(t0)
+		if n != fileSize {
+			b.Fatalf("read %d bytes of big.bin, want %d", n, fileSize)
+		}
+		mountGets := p.gets.Load()
+		peak = max(peak, m.vmHWM(b))
+		m.stop(b)
+
+		// (a) The sidecar's reader, reading the same range in the 128 KiB
+		// requests FUSE gives it.
+		p.gets.Store(0)
+		t0 = time.Now()
+		sc := newSidecarReader(url)
+		buf := make([]byte, 128<<10)
+		for off := int64(0); off < fileSize; off += int64(len(buf)) {
+			if _, err := sc.ReadAt(buf, start+off); err != nil {
+				b.Fatalf("sidecar reader: %v", err)
+			}
+		}
+		sidecarT += time.Since(t0)
+		sidecarGets := p.gets.Load()
+
+		// (b) Parallel ranged GETs of the same range.
+		p.gets.Store(0)
+		t0 = time.Now()
+		if err := parallelDownload(url, start, fileSize, 16, 4<<20); err != nil {
+			b.Fatal(err)
+		}
+		rawT += time.Since(t0)
+		rawGets := p.gets.Load()
+
+		// Cold random 4 KiB reads: a fresh mount, kernel readahead off.
+		m = benchMount(b, mountArgs...)
+		dropCaches(b)
+		getsPerRand = randomReads(b, p, filepath.Join(mp, "big.bin"), fileSize)
+		peak = max(peak, m.vmHWM(b))
+		m.stop(b)
+		b.Logf("GETs: mount %d, sidecar %d, parallel %d", mountGets, sidecarGets, rawGets)
+	}
+	b.StopTimer()
+	mbs := func(d time.Duration) float64 { return float64(b.N) * float64(fileSize) / d.Seconds() / 1e6 }
+	b.ReportMetric(mbs(mountT), "mount-MB/s")
+	b.ReportMetric(mbs(sidecarT), "sidecar-MB/s")
+	b.ReportMetric(mbs(rawT), "parallel-MB/s")
+	b.ReportMetric(sidecarT.Seconds()/mountT.Seconds(), "x-sidecar")
+	b.ReportMetric(rawT.Seconds()/mountT.Seconds(), "x-parallel")
+	b.ReportMetric(getsPerRand, "GETs/rand4k")
+	b.ReportMetric(float64(peak)/(1<<20), "peakRSS-MiB")
+	b.ReportMetric(float64(benchCacheSize+rssSlack)/(1<<20), "RSSbound-MiB")
+	b.Logf("mount %.0f MB/s, sidecar-like %.0f MB/s (%.1fx), parallel GETs %.0f MB/s (%.2fx); %.2f GETs per cold random 4 KiB read; peak RSS %d MiB (bound %d MiB)",
+		mbs(mountT), mbs(sidecarT), sidecarT.Seconds()/mountT.Seconds(), mbs(rawT), rawT.Seconds()/mountT.Seconds(),
+		getsPerRand, peak>>20, (benchCacheSize+rssSlack)>>20)
+	if peak > benchCacheSize+rssSlack {
+		b.Errorf("peak RSS %d MiB exceeds the cache bound + 64 MiB (%d MiB)", peak>>20, (benchCacheSize+rssSlack)>>20)
+	}
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v <= 0 {
+		b.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return v
+}
+
+// benchRun runs chestfs with AZURE_STORAGE_* set for the emulator.
+func benchRun(b *testing.B, args ...string) string {
+	b.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(os.Environ(), "AZURE_STORAGE_ACCOUNT="+azuritetest.Account, "AZURE_STORAGE_KEY="+azuritetest.Key)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			b.Fatalf("chestfs %s: %v: %s", strings.Join(args, " "), err, ee.Stderr)
+		}
+		b.Fatalf("chestfs %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// benchImage packs a random file of size bytes and returns the image, its
+// key and where the file's data starts in the image (found with debugfs on
+// the decrypted volume; pack writes it in one run).
+func benchImage(b *testing.B, dir string, size int64) (img, key string, start int64) {
+	b.Helper()
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(src, "big.bin"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.NewChaCha8([32]byte{'b', 'e', 'n', 'c', 'h'})
+	if _, err := io.CopyN(f, r, size); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	img, key = filepath.Join(dir, "bench.img"), filepath.Join(dir, "bench.key")
+	benchRun(b, "pack", "--new-key", key, "--pbkdf", "pbkdf2", "--iterations", "1000", src, img)
+	os.RemoveAll(src)
+
+	plain := filepath.Join(dir, "plain.img")
+	benchRun(b, "decrypt", "--key-file", key, img, plain)
+	defer os.Remove(plain)
+	out, err := exec.Command("debugfs", "-R", "blocks /big.bin", plain).Output()
+	if err != nil {
+		b.Fatalf("debugfs: %v", err)
+	}
+	blocks := strings.Fields(string(out))
+	if len(blocks) == 0 {
+		b.Fatal("debugfs lists no blocks of big.bin")
+	}
+	first, err1 := strconv.ParseInt(blocks[0], 10, 64)
+	last, err2 := strconv.ParseInt(blocks[len(blocks)-1], 10, 64)
+	if err1 != nil || err2 != nil || (last-first+1)*4096 != size {
+		b.Fatalf("big.bin is not one run of 4 KiB blocks: %s ... %s", blocks[0], blocks[len(blocks)-1])
+	}
+	ist, err := os.Stat(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pst, err := os.Stat(plain)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The volume is the image's tail after the LUKS header.
+	return img, key, ist.Size() - pst.Size() + first*4096
+}
+
+// latencyProxy forwards to Azurite after a fixed delay per request and
+// counts the GETs.
+type latencyProxy struct {
+	srv     *httptest.Server
+	tr      *http.Transport
+	latency time.Duration
+	gets    atomic.Int64
+	host    string
+}
+
+func newLatencyProxy(b *testing.B, host string, latency time.Duration) *latencyProxy {
+	p := &latencyProxy{host: host, latency: latency,
+		tr: &http.Transport{DisableCompression: true, MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	b.Cleanup(func() {
+		p.srv.CloseClientConnections()
+		p.srv.Close()
+		p.tr.CloseIdleConnections()
+	})
+	return p
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+func (p *latencyProxy) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		p.gets.Add(1)
+	}
+	select {
+	case <-time.After(p.latency):
+	case <-r.Context().Done():
+		return
+	}
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+p.host+r.URL.RequestURI(), r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out.Header = r.Header.Clone()
+	out.ContentLength = r.ContentLength
+	resp, err := p.tr.RoundTrip(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	buf := copyBufs.Get().(*[]byte)
+	io.CopyBuffer(w, resp.Body, *buf)
+	copyBufs.Put(buf)
+}
+
+// benchMountProc is a running `chestfs mount` for the benchmark.
+type benchMountProc struct {
+	cmd    *exec.Cmd
+	mp     string
+	stderr bytes.Buffer
+	done   chan error
+}
+
+func benchMount(b *testing.B, args ...string) *benchMountProc {
+	b.Helper()
+	m := &benchMountProc{mp: args[len(args)-1], done: make(chan error, 1)}
+	m.cmd = exec.Command(binPath, append([]string{"mount"}, args...)...)
+	m.cmd.Stderr = &m.stderr
+	if err := m.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() { m.done <- m.cmd.Wait() }()
+	b.Cleanup(func() { m.kill() })
+	deadline := time.After(2 * time.Minute)
+	for !isMounted(m.mp) {
+		select {
+		case err := <-m.done:
+			m.done <- err
+			b.Fatalf("mount exited (%v): %s", err, m.stderr.String())
+		case <-deadline:
+			b.Fatalf("mount not ready after 2 min")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return m
+}
+
+// vmHWM is the process's peak resident set.
+func (m *benchMountProc) vmHWM(b *testing.B) int64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(st), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	b.Fatalf("no VmHWM in /proc/%d/status", m.cmd.Process.Pid)
+	return 0
+}
+
+func (m *benchMountProc) stop(b *testing.B) {
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.done:
+		m.done <- err
+		if err != nil {
+			b.Errorf("mount exit: %v: %s", err, m.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		b.Errorf("mount did not exit after SIGTERM")
+		m.kill()
+	}
+}
+
+func (m *benchMountProc) kill() {
+	select {
+	case err := <-m.done:
+		m.done <- err
+	default:
+		m.cmd.Process.Kill()
+		select {
+		case err := <-m.done:
+			m.done <- err
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if isMounted(m.mp) {
+		syscall.Unmount(m.mp, syscall.MNT_DETACH)
+	}
+}
+
+func dropCaches(b *testing.B) {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		b.Fatalf("dropping the page cache: %v", err)
+	}
+}
+
+// readFile reads path start to end in 1 MiB reads, as cp or dd would.
+func readFile(b *testing.B, path string) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20))
+	if err != nil {
+		b.Fatalf("reading %s: %v", path, err)
+	}
+	return n
+}
+
+// randomReads reads 4 KiB at benchRandReads offsets far apart, with the
+// kernel's readahead off, and returns the GETs each took on average.
+func randomReads(b *testing.B, p *latencyProxy, path string, size int64) float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	// The first read also loads the inode and its extents.
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		b.Fatal(err)
+	}
+	p.gets.Store(0)
+	r := rand.New(rand.NewPCG(1, 2))
+	stride := size / benchRandReads
+	for i := range int64(benchRandReads) {
+		// One 4 KiB block somewhere in the i-th stretch of the file, so
+		// that no two reads are near each other.
+		off := i*stride + r.Int64N(stride/4096)*4096
+		if _, err := f.ReadAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(p.gets.Load()) / benchRandReads
+}
+
+// sidecarReader reads a blob like the Azure sidecar's remote FUSE helper:
+// 512 KiB blocks, an LRU of 32 blocks, one global lock held across each
+// download, no readahead.
+type sidecarReader struct {
+	url    string
+	client *http.Client
+	mu     sync.Mutex
+	blocks map[int64]*list.Element
+	lru    *list.List
+}
+
+type sidecarBlock struct {
+	idx  int64
+	data []byte
+}
+
+const sidecarBlockSize = 512 << 10
+
+func newSidecarReader(url string) *sidecarReader {
+	return &sidecarReader{url: url, client: &http.Client{}, blocks: map[int64]*list.Element{}, lru: list.New()}
+}
+
+func (s *sidecarReader) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := pos / sidecarBlockSize
+		el, ok := s.blocks[idx]
+		if ok {
+			s.lru.MoveToFront(el)
+		} else {
+			data, err := rangedGet(s.client, s.url, idx*sidecarBlockSize, sidecarBlockSize)
+			if err != nil {
+				return n, err
+			}
+			if s.lru.Len() >= 32 {
+				old := s.lru.Back()
+				s.lru.Remove(old)
+				delete(s.blocks, old.Value.(*sidecarBlock).idx)
+			}
+			el = s.lru.PushFront(&sidecarBlock{idx: idx, data: data})
+			s.blocks[idx] = el
+		}
+		blk := el.Value.(*sidecarBlock)
+		n += copy(p[n:], blk.data[pos-idx*sidecarBlockSize:])
+	}
+	return n, nil
+}
+
+// rangedGet downloads [off, off+n) anonymously.
+func rangedGet(c *http.Client, url string, off, n int64) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("x-ms-version", "2023-11-03")
+	req.Header.Set("x-ms-range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET [%d,+%d): %s", off, n, resp.Status)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(resp.Body, data); err != nil {
+		return nil, fmt.Errorf("GET [%d,+%d): %w", off, n, err)
+	}
+	return data, nil
+}
+
+// parallelDownload fetches [off, off+size) in piece-sized ranged GETs,
+// parallel at a time, into memory that is reused (as a consumer would).
+func parallelDownload(url string, off, size int64, parallel int, piece int64) error {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: parallel}}
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	errs := make(chan error, parallel)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				start := i * piece
+				if start >= size {
+					return
+				}
+				if _, err := rangedGet(c, url, off+start, min(piece, size-start)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
