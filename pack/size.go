@@ -32,10 +32,10 @@ func ParseSize(s string) (int64, error) {
 	}
 	v, err := strconv.ParseInt(u, 10, 64)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("pack: invalid size %q (want e.g. 64M, 2G, 1048576)", s)
+		return 0, fmt.Errorf("invalid size %q (want e.g. 64M, 2G, 1048576)", s)
 	}
 	if v > math.MaxInt64/mult {
-		return 0, fmt.Errorf("pack: size %q too large", s)
+		return 0, fmt.Errorf("size %q too large", s)
 	}
 	return v * mult, nil
 }

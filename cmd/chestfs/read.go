@@ -107,19 +107,14 @@ func resolve(fsys *ext4.FS, p string, follow bool) (uint64, error) {
 }
 
 func lsCmd(c *cli.Context) error {
-	a, err := args(c, "SOURCE", "[PATH]")
-	if err != nil {
-		return err
-	}
+	return withFS(c, []string{"SOURCE", "[PATH]"}, ls)
+}
+
+func ls(a []string, fsys *ext4.FS) error {
 	p := "/"
 	if len(a) > 1 {
 		p = a[1]
 	}
-	o, fsys, err := openFS(c.Context, c, a[0])
-	if err != nil {
-		return err
-	}
-	defer o.Close()
 	ino, err := resolve(fsys, p, false)
 	if err != nil {
 		return err
@@ -216,8 +211,10 @@ func modeString(m uint32) string {
 	return string(b)
 }
 
-func catCmd(c *cli.Context) error {
-	a, err := args(c, "SOURCE", "PATH")
+// withFS checks the arguments, opens the filesystem of the first one (the
+// source) and runs fn on it.
+func withFS(c *cli.Context, usage []string, fn func(a []string, fsys *ext4.FS) error) error {
+	a, err := args(c, usage...)
 	if err != nil {
 		return err
 	}
@@ -226,6 +223,14 @@ func catCmd(c *cli.Context) error {
 		return err
 	}
 	defer o.Close()
+	return fn(a, fsys)
+}
+
+func catCmd(c *cli.Context) error {
+	return withFS(c, []string{"SOURCE", "PATH"}, cat)
+}
+
+func cat(a []string, fsys *ext4.FS) error {
 	ino, err := resolve(fsys, a[1], true)
 	if err != nil {
 		return err
@@ -256,15 +261,12 @@ type inodeReader struct {
 func (r inodeReader) ReadAt(p []byte, off int64) (int, error) { return r.fsys.ReadAt(r.ino, p, off) }
 
 func extractCmd(c *cli.Context) error {
-	a, err := args(c, "SOURCE", "DESTDIR")
-	if err != nil {
-		return err
-	}
-	o, fsys, err := openFS(c.Context, c, a[0])
-	if err != nil {
-		return err
-	}
-	defer o.Close()
+	return withFS(c, []string{"SOURCE", "DESTDIR"}, func(a []string, fsys *ext4.FS) error {
+		return extractTo(c, a, fsys)
+	})
+}
+
+func extractTo(c *cli.Context, a []string, fsys *ext4.FS) error {
 	start := time.Now()
 	n, err := extract.Tree(c.Context, fsys, a[1], extract.Options{Owners: os.Geteuid() == 0})
 	if err != nil {

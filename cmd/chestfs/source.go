@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/chestfs/chestfs/blockdev"
 	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
 	"github.com/chestfs/chestfs/blockdev/cache"
+	"github.com/chestfs/chestfs/pack"
 )
 
 func sourceFlags() []cli.Flag {
@@ -39,7 +38,7 @@ func openSourceAuth(ctx context.Context, c *cli.Context, source, auth string) (b
 		}
 		return f, []io.Closer{f}, nil
 	}
-	size, err := parseSize(c.String("cache-size"))
+	size, err := pack.ParseSize(c.String("cache-size"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cache-size: %w", err)
 	}
@@ -69,29 +68,4 @@ func (s statsLogger) Close() error {
 		"prefetch_hits", st.PrefetchHits, "bytes_fetched", st.BytesFetched, "retries", st.Retries,
 		"fetch_errors", st.FetchErrors, "peak_bytes", st.PeakBytes)
 	return nil
-}
-
-// parseSize reads sizes such as 256M, 1G, 65536.
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(strings.ToUpper(s))
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
-	mult := int64(1)
-	if s != "" {
-		switch s[len(s)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		}
-		if mult != 1 {
-			s = s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<50)/mult {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
 }
