@@ -60,6 +60,11 @@ bench:
 bench-xts:
 	./xts/bench.sh
 
+# A >= 256 MiB file read through a real mount of a blob behind 10 ms of
+# latency, against the Azure sidecar's reader and parallel ranged GETs.
+bench-blob: setup-npm
+	./scripts/bench-blob.sh
+
 # Sequential read and ls -l through `chestfs mount` vs the kernel's loop mount of the plaintext (root).
 bench-mount: build
 	./scripts/bench-mount.sh

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,26 @@ type rawFS struct {
 	logMu   sync.Mutex
 	logged  map[uint64]bool
 	logFull bool
+
+	// xattrNames caches each inode's xattr names: the kernel does not cache
+	// xattrs, so `ls -l` asks for security.selinux (and the ACL) of every
+	// entry on every listing, and almost always the answer is "none". The
+	// image is immutable, so the names never go stale.
+	xattrMu    sync.Mutex
+	xattrNames map[uint64][]string
+
+	// nlookup counts, per node, the entries the kernel holds (replies that
+	// carried the node ID, minus FORGETs). READDIRPLUS sends no attributes
+	// for a node the kernel already has: they cannot have changed, and
+	// sending them again would make the kernel drop its cached ACLs (and
+	// ask for them once per entry) on every listing.
+	nlookupMu sync.Mutex
+	nlookup   map[uint64]uint64
 }
+
+// maxXattrCache bounds the xattr name cache (about 40 bytes an inode
+// without xattrs); when full it starts over.
+const maxXattrCache = 1 << 18
 
 func newRawFS(f filesystem) *rawFS {
 	return &rawFS{
@@ -61,6 +81,8 @@ func newRawFS(f filesystem) *rawFS {
 		blockSize:     uint32(f.BlockSize()),
 		dirs:          map[uint64]*dirHandle{},
 		logged:        map[uint64]bool{},
+		xattrNames:    map[uint64][]string{},
+		nlookup:       map[uint64]uint64{},
 	}
 }
 
@@ -176,10 +198,25 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 		return r.status("lookup", ino, err)
 	}
 	r.fillEntry(out, &st)
+	r.nlookupMu.Lock()
+	r.nlookup[out.NodeId]++
+	r.nlookupMu.Unlock()
 	return fuse.OK
 }
 
-func (r *rawFS) Forget(nodeid, nlookup uint64) {}
+func (r *rawFS) Forget(nodeid, nlookup uint64) {
+	r.nlookupMu.Lock()
+	r.forgetLocked(nodeid, nlookup)
+	r.nlookupMu.Unlock()
+}
+
+func (r *rawFS) forgetLocked(node, n uint64) {
+	if c := r.nlookup[node]; c > n {
+		r.nlookup[node] = c - n
+	} else {
+		delete(r.nlookup, node)
+	}
+}
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	ino := inoOf(in.NodeId)
@@ -423,8 +460,25 @@ func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 		if i < 2 || ino <= 1 {
 			continue
 		}
+		// Nor does a node the kernel already holds (node ID 0 means "no
+		// attributes", not ENOENT): see rawFS.nlookup.
+		node := nodeOf(ino)
+		r.nlookupMu.Lock()
+		known := r.nlookup[node] > 0
+		if !known {
+			// Counted before the reply goes out, so that a FORGET racing
+			// with it cannot be undone by a later increment.
+			r.nlookup[node]++
+		}
+		r.nlookupMu.Unlock()
+		if known {
+			continue
+		}
 		st, err := r.fs.Stat(ino)
 		if err != nil {
+			r.nlookupMu.Lock()
+			r.forgetLocked(node, 1)
+			r.nlookupMu.Unlock()
 			r.status("readdirplus", ino, err)
 			continue
 		}
@@ -457,8 +511,37 @@ func copyOut(dest, data []byte) (uint32, fuse.Status) {
 	return uint32(copy(dest, data)), fuse.OK
 }
 
+// xattrList returns ino's xattr names, through the cache.
+func (r *rawFS) xattrList(ino uint64) ([]string, error) {
+	r.xattrMu.Lock()
+	names, ok := r.xattrNames[ino]
+	r.xattrMu.Unlock()
+	if ok {
+		return names, nil
+	}
+	names, err := r.fs.ListXattr(ino)
+	if err != nil {
+		return nil, err
+	}
+	if names == nil {
+		names = []string{} // cached as "none", distinct from a miss
+	}
+	r.xattrMu.Lock()
+	if len(r.xattrNames) >= maxXattrCache {
+		clear(r.xattrNames)
+	}
+	r.xattrNames[ino] = names
+	r.xattrMu.Unlock()
+	return names, nil
+}
+
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	ino := inoOf(h.NodeId)
+	// A name the inode does not list is answered without reading it again.
+	// Should listing fail, GetXattr below reports why.
+	if names, err := r.xattrList(ino); err == nil && !slices.Contains(names, attr) {
+		return 0, fuse.ENODATA
+	}
 	data, err := r.fs.GetXattr(ino, attr)
 	if err != nil {
 		return 0, r.status("getxattr", ino, err)
@@ -471,7 +554,7 @@ func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, 
 
 func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
 	ino := inoOf(h.NodeId)
-	names, err := r.fs.ListXattr(ino)
+	names, err := r.xattrList(ino)
 	if err != nil {
 		return 0, r.status("listxattr", ino, err)
 	}

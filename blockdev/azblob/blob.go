@@ -244,21 +244,34 @@ func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
 // ReadAtContext is ReadAt that also stops when ctx is done (the cache cancels
 // its fetches this way on Close).
 func (b *Blob) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	return b.ReadVecAtContext(ctx, [][]byte{p}, off)
+}
+
+// ReadVecAtContext reads into bufs, taken as one run of bytes from off, with
+// as few ranged GETs as their total allows: the cache reads several chunks
+// ahead with one request (each request costs the service as much as
+// hundreds of KiB of body). It follows io.ReaderAt for the concatenation.
+func (b *Blob) ReadVecAtContext(ctx context.Context, bufs [][]byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, blockdev.ErrOutOfRange
 	}
 	if b.ctx.Err() != nil {
 		return 0, ErrClosed
 	}
+	var total int64
+	for _, p := range bufs {
+		total += int64(len(p))
+	}
 	if off >= b.size {
-		if len(p) == 0 && off == b.size {
+		if total == 0 && off == b.size {
 			return 0, nil
 		}
 		return 0, io.EOF
 	}
 	var eof error
-	if rest := b.size - off; int64(len(p)) > rest {
-		p, eof = p[:rest], io.EOF
+	if rest := b.size - off; total > rest {
+		bufs, eof = truncVec(bufs, rest), io.EOF
+		total = rest
 	}
 	// Stop on either the caller's ctx or Close.
 	ctx, cancel := context.WithCancel(ctx)
@@ -266,29 +279,80 @@ func (b *Blob) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	stop := context.AfterFunc(b.ctx, cancel)
 	defer stop()
 
-	n := 0
-	for n < len(p) {
-		end := min(len(p), n+maxGet)
-		m, err := b.get(ctx, p[n:end], off+int64(n))
-		n += m
+	n := int64(0)
+	for n < total {
+		end := min(total, n+maxGet)
+		m, err := b.get(ctx, sliceVec(bufs, n, end), off+n)
+		n += int64(m)
 		if err != nil {
 			if b.ctx.Err() != nil {
 				err = ErrClosed
 			}
 			b.failures.Add(1)
+			return int(n), err
+		}
+	}
+	return int(n), eof
+}
+
+// truncVec keeps the first n bytes of bufs.
+func truncVec(bufs [][]byte, n int64) [][]byte {
+	return sliceVec(bufs, 0, n)
+}
+
+// sliceVec returns the bytes [from, to) of the concatenation of bufs, as
+// slices of the same memory.
+func sliceVec(bufs [][]byte, from, to int64) [][]byte {
+	var out [][]byte
+	pos := int64(0)
+	for _, p := range bufs {
+		lo, hi := max(from-pos, 0), min(to-pos, int64(len(p)))
+		if lo < hi {
+			out = append(out, p[lo:hi])
+		}
+		pos += int64(len(p))
+		if pos >= to {
+			break
+		}
+	}
+	return out
+}
+
+// readVec fills bufs from r, skipping the first skip bytes of the
+// concatenation (already filled by an earlier try); it returns the bytes read.
+func readVec(r io.Reader, bufs [][]byte, skip int) (int, error) {
+	n := 0
+	for _, p := range bufs {
+		if skip >= len(p) {
+			skip -= len(p)
+			continue
+		}
+		m, err := io.ReadFull(r, p[skip:])
+		skip = 0
+		n += m
+		if err != nil {
 			return n, err
 		}
 	}
-	return n, eof
+	return n, nil
 }
 
-// get fills p from off with one ranged GET, retried; a body cut short is
-// resumed where it broke.
-func (b *Blob) get(ctx context.Context, p []byte, off int64) (int, error) {
+func vecLen(bufs [][]byte) int {
+	n := 0
+	for _, p := range bufs {
+		n += len(p)
+	}
+	return n
+}
+
+// get fills bufs (one run of bytes) from off with one ranged GET, retried; a
+// body cut short is resumed where it broke.
+func (b *Blob) get(ctx context.Context, bufs [][]byte, off int64) (int, error) {
 	got := 0
+	size := vecLen(bufs)
 	etag := b.etag
 	err := b.retry(ctx, "read", func(tctx context.Context) error {
-		want := int64(len(p) - got)
+		want := int64(size - got)
 		b.requests.Add(1)
 		resp, err := b.client.DownloadStream(tctx, &blob.DownloadStreamOptions{
 			Range:            blob.HTTPRange{Offset: off + int64(got), Count: want},
@@ -305,7 +369,7 @@ func (b *Blob) get(ctx context.Context, p []byte, off int64) (int, error) {
 		if resp.ContentLength != nil && *resp.ContentLength != want {
 			return &shortError{fmt.Sprintf("range of %d bytes answered with %d", want, *resp.ContentLength)}
 		}
-		n, err := io.ReadFull(resp.Body, p[got:])
+		n, err := readVec(resp.Body, bufs, got)
 		got += n
 		b.bytesRead.Add(int64(n))
 		if err != nil {
@@ -317,7 +381,7 @@ func (b *Blob) get(ctx context.Context, p []byte, off int64) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return got, fmt.Errorf("azblob: read %s [%d,+%d): %w", b.url, off, len(p), err)
+		return got, fmt.Errorf("azblob: read %s [%d,+%d): %w", b.url, off, size, err)
 	}
 	return got, nil
 }

@@ -5,7 +5,8 @@ package cache
 // it (FUSE and the kernel may reorder reads slightly). Once a stream has read
 // a whole chunk's worth in order, the chunks after it are queued for the
 // workers, a window that doubles as the stream goes on, up to Readahead
-// chunks. A read that matches no stream starts a new one, so random reads
+// chunks, topped up a request's worth (Options.FetchBytes) at a time when the
+// source reads several chunks per request. A read that matches no stream starts a new one, so random reads
 // never trigger readahead. Reads by callers (demand) never wait behind
 // readahead: they start their own fetch, and the queue is bounded and dropped
 // when full or when the cache is short of memory.
@@ -54,6 +55,12 @@ func (c *Cache) observe(off, n int64) {
 	window := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
 	from := max(cur+1, s.raNext)
 	to := min(cur+window, c.nChunks-1)
+	// Top the window up a whole request at a time (runMax chunks), so
+	// that the workers read ahead in few large requests, not one chunk
+	// per read.
+	if to-from+1 < min(int64(c.runMax), window) && to < c.nChunks-1 {
+		return
+	}
 	for idx := from; idx <= to; idx++ {
 		c.enqueue(idx)
 	}
@@ -92,53 +99,75 @@ func (c *Cache) worker() {
 			return
 		}
 		for {
-			e := c.nextPrefetch()
-			if e == nil {
+			run := c.nextPrefetch()
+			if run == nil {
 				break
 			}
-			c.fetch(e)
+			c.fetchRun(run)
 		}
 	}
 }
 
 // nextPrefetch takes the next queued chunk that is still missing and for
-// which there is room, or nil when the queue is empty. Takes c.mu.
-func (c *Cache) nextPrefetch() *entry {
+// which there is room, with up to runMax-1 chunks right after it that are
+// queued too (one request for them all); nil when the queue is empty. Takes
+// c.mu.
+func (c *Cache) nextPrefetch() []*entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var run []*entry
 	for len(c.queue) > 0 && !c.isClosed {
 		idx := c.queue[0]
+		if run != nil && (idx != run[len(run)-1].idx+1 || len(run) >= c.runMax) {
+			break
+		}
 		c.queue = c.queue[1:]
-		if len(c.queue) > 0 {
-			// More work: wake another worker too.
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}
 		if _, ok := c.entries[idx]; ok {
+			if run != nil {
+				break
+			}
 			continue
 		}
-		// Readahead may hold at most half the cache, so that it cannot
-		// push out what readers are using; past that, new readahead
-		// replaces the oldest unread readahead (a stream that stopped).
-		var buf []byte
-		ok := false
-		if c.pending >= c.slots/2 {
-			buf, ok = c.evictStalePrefetch()
-		} else {
-			buf, ok = c.takeSlot()
-		}
-		if !ok {
+		e := c.newPrefetch(idx)
+		if e == nil {
+			if run != nil {
+				break
+			}
 			continue
 		}
-		e := c.newEntry(idx, buf)
-		e.prefetched = true
-		c.pending++
-		c.st.Prefetches++
-		return e
+		run = append(run, e)
 	}
-	return nil
+	if len(c.queue) > 0 {
+		// More work: wake another worker too.
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	return run
+}
+
+// newPrefetch registers a readahead fetch of idx, or returns nil when there
+// is no room for it. c.mu held.
+func (c *Cache) newPrefetch(idx int64) *entry {
+	// Readahead may hold at most half the cache, so that it cannot push
+	// out what readers are using; past that, new readahead replaces the
+	// oldest unread readahead (a stream that stopped).
+	var buf []byte
+	ok := false
+	if c.pending >= c.slots/2 {
+		buf, ok = c.evictStalePrefetch()
+	} else {
+		buf, ok = c.takeSlot()
+	}
+	if !ok {
+		return nil
+	}
+	e := c.newEntry(idx, buf)
+	e.prefetched = true
+	c.pending++
+	c.st.Prefetches++
+	return e
 }
 
 // evictStalePrefetch frees the least recently used loaded readahead chunk

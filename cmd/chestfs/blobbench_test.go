@@ -64,7 +64,12 @@ func BenchmarkBlobMount(b *testing.B) {
 	dir := b.TempDir()
 	img, key, runs := benchImage(b, dir, fileSize)
 	b.Logf("image %s: big.bin in %d runs of the blob, the first at %d", img, len(runs), runs[0].off)
-	benchRun(b, "upload", "--auth", "sharedkey", img, az.BlobURL("bench", "bench.img"))
+	upArgs := []string{"upload", "--auth", "sharedkey", img, az.BlobURL("bench", "bench.img")}
+	if os.Getenv("BENCH_BLOB_BLOCK") != "" {
+		// A block blob instead of the sidecar's page blob.
+		upArgs = append([]string{"upload", "--block"}, upArgs[1:]...)
+	}
+	benchRun(b, upArgs...)
 
 	p := newLatencyProxy(b, az.Host, latency)
 	url := p.srv.URL + "/" + azuritetest.Account + "/bench/bench.img"
@@ -72,9 +77,12 @@ func BenchmarkBlobMount(b *testing.B) {
 	if err := os.Mkdir(mp, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	mountArgs := []string{"--auth", "anonymous", "--key-file", key, "--cache-size", strconv.Itoa(benchCacheSize), url, mp}
+	mountArgs := []string{"--auth", "anonymous", "--key-file", key, "--cache-size", strconv.Itoa(benchCacheSize)}
+	// BENCH_BLOB_MOUNT_ARGS adds flags (e.g. "--readahead 16") for experiments.
+	mountArgs = append(append(mountArgs, strings.Fields(os.Getenv("BENCH_BLOB_MOUNT_ARGS"))...), url, mp)
 
 	var mountT, sidecarT, rawT time.Duration
+	var mountCPU, azMountCPU, azSidecarCPU, azRawCPU time.Duration
 	var getsPerRand float64
 	var peak int64
 	b.SetBytes(fileSize)
@@ -84,19 +92,40 @@ func BenchmarkBlobMount(b *testing.B) {
 		m := benchMount(b, mountArgs...)
 		dropCaches(b)
 		p.gets.Store(0)
+		c0, a0 := cpuTime(b, m.cmd.Process.Pid), cpuTime(b, az.Pid())
+		var perf *exec.Cmd
+		if out := os.Getenv("BENCH_BLOB_PERF"); out != "" {
+			// A CPU profile of the mount process during its read.
+			perf = exec.Command("perf", "record", "-g", "-o", out, "-p", strconv.Itoa(m.cmd.Process.Pid))
+			if err := perf.Start(); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(time.Second) // perf attaches
+		}
 		t0 := time.Now()
 		n := readFile(b, filepath.Join(mp, "big.bin"))
 		mountT += time.Since(t0)
+		if perf != nil {
+			perf.Process.Signal(syscall.SIGINT)
+			perf.Wait()
+		}
+		mountCPU += cpuTime(b, m.cmd.Process.Pid) - c0
+		azMountCPU += cpuTime(b, az.Pid()) - a0
 		if n != fileSize {
 			b.Fatalf("read %d bytes of big.bin, want %d", n, fileSize)
 		}
 		mountGets := p.gets.Load()
 		peak = max(peak, m.vmHWM(b))
 		m.stop(b)
+		if log := os.Getenv("BENCH_BLOB_LOG"); log != "" {
+			// The mount's stderr (with --debug: FUSE traffic and cache figures).
+			os.WriteFile(log, m.stderr.Bytes(), 0o644)
+		}
 
 		// (a) The sidecar's reader, reading the same range in the 128 KiB
 		// requests FUSE gives it.
 		p.gets.Store(0)
+		a0 = cpuTime(b, az.Pid())
 		t0 = time.Now()
 		sc := newSidecarReader(url)
 		buf := make([]byte, 128<<10)
@@ -108,15 +137,18 @@ func BenchmarkBlobMount(b *testing.B) {
 			}
 		}
 		sidecarT += time.Since(t0)
+		azSidecarCPU += cpuTime(b, az.Pid()) - a0
 		sidecarGets := p.gets.Load()
 
 		// (b) Parallel ranged GETs of the same range.
 		p.gets.Store(0)
+		a0 = cpuTime(b, az.Pid())
 		t0 = time.Now()
 		if err := parallelDownload(url, runs, 16, 4<<20); err != nil {
 			b.Fatal(err)
 		}
 		rawT += time.Since(t0)
+		azRawCPU += cpuTime(b, az.Pid()) - a0
 		rawGets := p.gets.Load()
 
 		// Cold random 4 KiB reads: a fresh mount, kernel readahead off.
@@ -140,9 +172,32 @@ func BenchmarkBlobMount(b *testing.B) {
 	b.Logf("mount %.0f MB/s, sidecar-like %.0f MB/s (%.1fx), parallel GETs %.0f MB/s (%.2fx); %.2f GETs per cold random 4 KiB read; peak RSS %d MiB (bound %d MiB)",
 		mbs(mountT), mbs(sidecarT), sidecarT.Seconds()/mountT.Seconds(), mbs(rawT), rawT.Seconds()/mountT.Seconds(),
 		getsPerRand, peak>>20, (benchCacheSize+rssSlack)>>20)
+	b.Logf("CPU seconds: mount process %.1f (during its read); Azurite %.1f (mount), %.1f (sidecar-like), %.1f (parallel); load %s",
+		mountCPU.Seconds(), azMountCPU.Seconds(), azSidecarCPU.Seconds(), azRawCPU.Seconds(), loadavg())
 	if peak > benchCacheSize+rssSlack {
 		b.Errorf("peak RSS %d MiB exceeds the cache bound + 64 MiB (%d MiB)", peak>>20, (benchCacheSize+rssSlack)>>20)
 	}
+}
+
+// cpuTime is the user+system CPU time of a process so far.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+	if len(f) < 13 {
+		b.Fatalf("/proc/%d/stat: %q", pid, st)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stime) * time.Second / 100 // USER_HZ
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:min(3, len(strings.Fields(string(b))))], " ")
 }
 
 func envInt(b *testing.B, name string, def int) int {
@@ -151,8 +206,8 @@ func envInt(b *testing.B, name string, def int) int {
 		return def
 	}
 	v, err := strconv.Atoi(s)
-	if err != nil || v <= 0 {
-		b.Fatalf("%s=%q: want a positive number", name, s)
+	if err != nil || v < 0 {
+		b.Fatalf("%s=%q: want a number >= 0", name, s)
 	}
 	return v
 }

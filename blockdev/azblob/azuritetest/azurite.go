@@ -221,6 +221,16 @@ func (s *Server) waitReady(exited <-chan struct{}, limit time.Duration) error {
 	}
 }
 
+// Pid is the process id of the running Azurite (0 when none).
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Kill ends the Azurite process at once (SIGKILL), as a crash would. A
 // persistent server keeps its data for Restart; see WaitSaved.
 func (s *Server) Kill() {
