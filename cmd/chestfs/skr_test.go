@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/fstree"
+	"github.com/chestfs/chestfs/internal/testimg"
 )
 
 // startMockKMS runs `chestfs mock-kms` and returns its URL and CA file.
@@ -104,6 +107,20 @@ func TestMountWithKeyRelease(t *testing.T) {
 	mp := t.TempDir()
 	m := startMount(t, nil, "--skr", blob, "--attestation", "fake", "--ca", ca, img, mp)
 	compareWithSource(t, mp)
+	// The mount equals the kernel's view of the plaintext (decrypted by chestfs, mounted by the kernel).
+	plain := filepath.Join(t.TempDir(), "plain.img")
+	mustRun(t, "decrypt", "--key-file", keyFile, img, plain)
+	kernel, err := fstree.Snapshot(testimg.Image{Path: plain}.Mount(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fstree.Snapshot(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range fstree.Compare(kernel, got, fstree.Options{}) {
+		t.Error(d)
+	}
 	kmsDir := filepath.Dir(ca) // the mock is the vault: its state holds the key by design
 	for _, root := range []string{os.TempDir(), "/var/tmp", "/dev/shm"} {
 		if hit := findInFiles(t, root, key, kmsDir, imgDir); hit != "" {
