@@ -86,6 +86,9 @@ func parseBlobURL(raw string) (*blobURL, error) {
 			return nil, fmt.Errorf("azblob: %s: want https://ACCOUNT.blob.core.windows.net/CONTAINER/BLOB", redact(u))
 		}
 		b.account, _, _ = strings.Cut(host, ".")
+		if b.account == "" {
+			return nil, fmt.Errorf("azblob: %s: no storage account in the host name", redact(u))
+		}
 	}
 	return b, nil
 }
