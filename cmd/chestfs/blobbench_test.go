@@ -89,7 +89,7 @@ func BenchmarkBlobMount(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		// The mount, cold: a fresh process and no page cache.
-		m := benchMount(b, mountArgs...)
+		m := startMount(b, nil, mountArgs...)
 		dropCaches(b)
 		p.gets.Store(0)
 		c0, a0 := cpuTime(b, m.cmd.Process.Pid), cpuTime(b, az.Pid())
@@ -116,7 +116,9 @@ func BenchmarkBlobMount(b *testing.B) {
 		}
 		mountGets := p.gets.Load()
 		peak = max(peak, m.vmHWM(b))
-		m.stop(b)
+		if err := m.stop(b); err != nil {
+			b.Errorf("mount exit: %v: %s", err, m.stderr)
+		}
 		if log := os.Getenv("BENCH_BLOB_LOG"); log != "" {
 			// The mount's stderr (with --debug: FUSE traffic and cache figures).
 			os.WriteFile(log, m.stderr.Bytes(), 0o644)
@@ -152,11 +154,13 @@ func BenchmarkBlobMount(b *testing.B) {
 		rawGets := p.gets.Load()
 
 		// Cold random 4 KiB reads: a fresh mount, kernel readahead off.
-		m = benchMount(b, mountArgs...)
+		m = startMount(b, nil, mountArgs...)
 		dropCaches(b)
 		getsPerRand = randomReads(b, p, filepath.Join(mp, "big.bin"), fileSize)
 		peak = max(peak, m.vmHWM(b))
-		m.stop(b)
+		if err := m.stop(b); err != nil {
+			b.Errorf("mount exit: %v: %s", err, m.stderr)
+		}
 		b.Logf("GETs: mount %d, sidecar %d, parallel %d", mountGets, sidecarGets, rawGets)
 	}
 	b.StopTimer()
@@ -348,40 +352,8 @@ func (p *latencyProxy) serve(w http.ResponseWriter, r *http.Request) {
 	copyBufs.Put(buf)
 }
 
-// benchMountProc is a running `chestfs mount` for the benchmark.
-type benchMountProc struct {
-	cmd    *exec.Cmd
-	mp     string
-	stderr bytes.Buffer
-	done   chan error
-}
-
-func benchMount(b *testing.B, args ...string) *benchMountProc {
-	b.Helper()
-	m := &benchMountProc{mp: args[len(args)-1], done: make(chan error, 1)}
-	m.cmd = exec.Command(binPath, append([]string{"mount"}, args...)...)
-	m.cmd.Stderr = &m.stderr
-	if err := m.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() { m.done <- m.cmd.Wait() }()
-	b.Cleanup(func() { m.kill() })
-	deadline := time.After(2 * time.Minute)
-	for !isMounted(m.mp) {
-		select {
-		case err := <-m.done:
-			m.done <- err
-			b.Fatalf("mount exited (%v): %s", err, m.stderr.String())
-		case <-deadline:
-			b.Fatalf("mount not ready after 2 min")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return m
-}
-
 // vmHWM is the process's peak resident set.
-func (m *benchMountProc) vmHWM(b *testing.B) int64 {
+func (m *mountProc) vmHWM(b *testing.B) int64 {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
@@ -396,37 +368,6 @@ func (m *benchMountProc) vmHWM(b *testing.B) int64 {
 	}
 	b.Fatalf("no VmHWM in /proc/%d/status", m.cmd.Process.Pid)
 	return 0
-}
-
-func (m *benchMountProc) stop(b *testing.B) {
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-m.done:
-		m.done <- err
-		if err != nil {
-			b.Errorf("mount exit: %v: %s", err, m.stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		b.Errorf("mount did not exit after SIGTERM")
-		m.kill()
-	}
-}
-
-func (m *benchMountProc) kill() {
-	select {
-	case err := <-m.done:
-		m.done <- err
-	default:
-		m.cmd.Process.Kill()
-		select {
-		case err := <-m.done:
-			m.done <- err
-		case <-time.After(10 * time.Second):
-		}
-	}
-	if isMounted(m.mp) {
-		syscall.Unmount(m.mp, syscall.MNT_DETACH)
-	}
 }
 
 func dropCaches(b *testing.B) {

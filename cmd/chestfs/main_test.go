@@ -112,7 +112,7 @@ type mountProc struct {
 
 // startMount starts `chestfs mount ARGS... SOURCE MP` and waits until the
 // filesystem shows at mp. The mount is torn down at cleanup whatever happens.
-func startMount(t *testing.T, cmdMod func(*exec.Cmd), args ...string) *mountProc {
+func startMount(t testing.TB, cmdMod func(*exec.Cmd), args ...string) *mountProc {
 	t.Helper()
 	mp := args[len(args)-1]
 	cmd := exec.Command(binPath, append([]string{"mount"}, args...)...)
@@ -143,7 +143,7 @@ func startMount(t *testing.T, cmdMod func(*exec.Cmd), args ...string) *mountProc
 
 // stop sends SIGTERM and returns the exit error; it fails the test if the
 // process does not exit within 30 s.
-func (m *mountProc) stop(t *testing.T) error {
+func (m *mountProc) stop(t testing.TB) error {
 	t.Helper()
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
