@@ -81,7 +81,6 @@ func readKey(ctx context.Context, c *cli.Context) ([]byte, error) {
 type opened struct {
 	src     blockdev.Source
 	vol     blockdev.Volume
-	header  *luks.Header // nil for plain and unencrypted volumes
 	closers []io.Closer
 }
 
@@ -114,65 +113,79 @@ func openVolumeKey(ctx context.Context, c *cli.Context, source, auth string, key
 		return nil, err
 	}
 	o := &opened{src: src, closers: closers}
-	fail := func(err error) (*opened, error) {
+	hdrSrc, err := o.headerSource(c)
+	if err == nil {
+		err = o.unlock(c, hdrSrc, key)
+	}
+	if err != nil {
 		o.Close()
 		return nil, err
 	}
+	return o, nil
+}
 
+// headerSource opens the detached header (--header), or returns nil when the
+// header is in front of the data.
+func (o *opened) headerSource(c *cli.Context) (blockdev.Source, error) {
+	path := c.String("header")
+	if path == "" {
+		return nil, nil
+	}
+	f, err := blockdev.OpenFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	o.closers = append(o.closers, f)
+	return f, nil
+}
+
+// unlock sets o.vol: plain dm-crypt (--plain), a LUKS volume (header in hdrSrc
+// or in front of the data), or the source itself when it has no LUKS header
+// and no key is given.
+func (o *opened) unlock(c *cli.Context, hdrSrc blockdev.Source, key []byte) error {
 	if c.Bool("plain") {
 		if key == nil {
-			return fail(errors.New("--plain needs a key (--key-file, --key-hex or --skr)"))
+			return errors.New("--plain needs a key (--key-file, --key-hex or --skr)")
 		}
-		vol, err := luks.OpenPlain(src, key, luks.PlainOptions{
+		vol, err := luks.OpenPlain(o.src, key, luks.PlainOptions{
 			Cipher:     c.String("cipher"),
 			KeySize:    c.Int("key-size"),
 			SectorSize: c.Int("sector-size"),
 			Offset:     c.Uint64("offset"),
 		})
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		o.vol = vol
-		return o, nil
+		return nil
 	}
-
-	hdrSrc := blockdev.Source(nil)
-	if path := c.String("header"); path != "" {
-		f, err := blockdev.OpenFile(path)
-		if err != nil {
-			return fail(fmt.Errorf("header: %w", err))
-		}
-		o.closers = append(o.closers, f)
-		hdrSrc = f
-	}
-	probe := src
+	probe := o.src
 	if hdrSrc != nil {
 		probe = hdrSrc
 	}
 	if !luks.IsLUKS(probe) {
 		if hdrSrc != nil {
-			return fail(fmt.Errorf("%s: not a LUKS header", c.String("header")))
+			return fmt.Errorf("%s: not a LUKS header", c.String("header"))
 		}
 		if key != nil {
-			return fail(errors.New("a key was given but the source has no LUKS header (use --plain for plain dm-crypt)"))
+			return errors.New("a key was given but the source has no LUKS header (use --plain for plain dm-crypt)")
 		}
-		o.vol = src
-		return o, nil
+		o.vol = o.src
+		return nil
 	}
-	hdr, err := luks.ReadHeader(probe)
-	if err != nil {
-		return fail(err)
-	}
-	o.header = hdr
 	if key == nil {
-		return fail(errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)"))
+		// A damaged header is the more useful thing to say than a missing key.
+		if _, err := luks.ReadHeader(probe); err != nil {
+			return err
+		}
+		return errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")
 	}
-	vol, err := luks.Open(src, hdrSrc, key)
+	vol, err := luks.Open(o.src, hdrSrc, key)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	o.vol = vol
-	return o, nil
+	return nil
 }
 
 // openExt4 reads the filesystem on the volume.

@@ -101,33 +101,38 @@ func inspectCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	o := &opened{src: src, closers: closers}
+	defer o.Close()
+	hdrSrc, err := o.headerSource(c)
+	if err != nil {
+		return err
+	}
 	probe := src
-	if h := c.String("header"); h != "" {
-		f, err := blockdev.OpenFile(h)
-		if err != nil {
-			closeAll(closers)
-			return fmt.Errorf("header: %w", err)
-		}
-		closers = append(closers, f)
-		probe = f
+	if hdrSrc != nil {
+		probe = hdrSrc
 	}
 	var hdr *luks.Header
 	if luks.IsLUKS(probe) {
-		hdr, err = luks.ReadHeader(probe)
-		if err != nil {
-			closeAll(closers)
+		if hdr, err = luks.ReadHeader(probe); err != nil {
 			return err
 		}
 		out["luks"] = hdr
 	}
-	closeAll(closers)
 	withKey := c.IsSet("key-file") || c.IsSet("key-hex") || c.IsSet("skr")
 	if withKey || hdr == nil {
-		o, fsys, err := openFS(c.Context, c, a[0])
+		key, err := readKey(c.Context, c)
 		if err != nil {
 			return err
 		}
-		defer o.Close()
+		err = o.unlock(c, hdrSrc, key)
+		clear(key)
+		if err != nil {
+			return err
+		}
+		fsys, err := o.openExt4()
+		if err != nil {
+			return err
+		}
 		out["ext4"] = ext4Summary{Info: fsys.Info(), Statfs: fsys.Statfs()}
 	}
 	if c.Bool("json") {
@@ -162,10 +167,4 @@ func inspectCmd(c *cli.Context) error {
 type ext4Summary struct {
 	Info   ext4.Info
 	Statfs ext4.Statfs
-}
-
-func closeAll(cs []io.Closer) {
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i].Close()
-	}
 }
