@@ -369,9 +369,15 @@ func (c *Cache) takeSlot() ([]byte, bool) {
 		}
 		return make([]byte, c.chunk), true
 	}
+	return c.evict(func(*entry) bool { return true })
+}
+
+// evict frees the least recently used chunk that nobody reads and that
+// evictable accepts, and returns its buffer. c.mu held.
+func (c *Cache) evict(evictable func(*entry) bool) ([]byte, bool) {
 	for el := c.lru.Back(); el != nil; el = el.Prev() {
 		e := el.Value.(*entry)
-		if e.refs > 0 {
+		if e.refs > 0 || !evictable(e) {
 			continue
 		}
 		c.lru.Remove(el)

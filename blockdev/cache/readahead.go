@@ -173,21 +173,7 @@ func (c *Cache) newPrefetch(idx int64) *entry {
 // evictStalePrefetch frees the least recently used loaded readahead chunk
 // that nobody has read. c.mu held.
 func (c *Cache) evictStalePrefetch() ([]byte, bool) {
-	for el := c.lru.Back(); el != nil; el = el.Prev() {
-		e := el.Value.(*entry)
-		if !e.prefetched || e.refs > 0 {
-			continue
-		}
-		c.lru.Remove(el)
-		delete(c.entries, e.idx)
-		e.prefetched = false
-		c.pending--
-		c.st.Evictions++
-		b := e.buf[:cap(e.buf)]
-		e.buf = nil
-		return b, true
-	}
-	return nil, false
+	return c.evict(func(e *entry) bool { return e.prefetched })
 }
 
 // startAhead starts fetches of the chunks from..to that a multi-chunk read
