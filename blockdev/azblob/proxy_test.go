@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
 )
 
 // fault is what the proxy does to one read request (GET or HEAD).
@@ -117,23 +119,11 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+p.upstream+r.URL.RequestURI(), r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	out.Header = r.Header.Clone()
-	out.ContentLength = r.ContentLength
-	resp, err := p.tr.RoundTrip(out)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp := azuritetest.Forward(w, r, p.tr, p.upstream)
+	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
 	if f == truncate && resp.ContentLength > 1 {
 		io.CopyN(w, resp.Body, resp.ContentLength/2)
 		w.(http.Flusher).Flush()

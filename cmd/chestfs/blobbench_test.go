@@ -330,23 +330,11 @@ func (p *latencyProxy) serve(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+p.host+r.URL.RequestURI(), r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	out.Header = r.Header.Clone()
-	out.ContentLength = r.ContentLength
-	resp, err := p.tr.RoundTrip(out)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp := azuritetest.Forward(w, r, p.tr, p.host)
+	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()
-	for k, v := range resp.Header {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(resp.StatusCode)
 	buf := copyBufs.Get().(*[]byte)
 	io.CopyBuffer(w, resp.Body, *buf)
 	copyBufs.Put(buf)

@@ -375,3 +375,27 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// Forward sends r on to upstream (HOST:PORT) through tr and writes the
+// response's status and headers to w. The caller copies the body as it
+// likes (in full, slowly, or cut short) and closes it. On a transport error
+// Forward answers 502 and returns nil.
+func Forward(w http.ResponseWriter, r *http.Request, tr http.RoundTripper, upstream string) *http.Response {
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+upstream+r.URL.RequestURI(), r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return nil
+	}
+	out.Header = r.Header.Clone()
+	out.ContentLength = r.ContentLength
+	resp, err := tr.RoundTrip(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return nil
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	return resp
+}
