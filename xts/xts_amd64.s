@@ -275,22 +275,14 @@ sector: \
 loop8: \
 	CMPQ R9, $8; \
 	JB tail; \
-	VMOVDQU 0(SI), X0; \
-	VMOVDQU 16(SI), X1; \
-	VMOVDQU 32(SI), X2; \
-	VMOVDQU 48(SI), X3; \
-	VMOVDQU 64(SI), X4; \
-	VMOVDQU 80(SI), X5; \
-	VMOVDQU 96(SI), X6; \
-	VMOVDQU 112(SI), X7; \
-	VPXOR X8, X0, X0; \
-	VPXOR X9, X1, X1; \
-	VPXOR X10, X2, X2; \
-	VPXOR X11, X3, X3; \
-	VPXOR X12, X4, X4; \
-	VPXOR X13, X5, X5; \
-	VPXOR X14, X6, X6; \
-	VPXOR X15, X7, X7; \
+	VPXOR 0(SI), X8, X0; \
+	VPXOR 16(SI), X9, X1; \
+	VPXOR 32(SI), X10, X2; \
+	VPXOR 48(SI), X11, X3; \
+	VPXOR 64(SI), X12, X4; \
+	VPXOR 80(SI), X13, X5; \
+	VPXOR 96(SI), X14, X6; \
+	VPXOR 112(SI), X15, X7; \
 	XORX(0); \
 	ROUNDX(OP, 16); \
 	ROUNDX(OP, 32); \
