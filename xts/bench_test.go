@@ -13,13 +13,14 @@ func benchSectors(b *testing.B, c SectorCipher, sectorSize, span int, decrypt bo
 	}
 	b.SetBytes(int64(span))
 	b.ReportAllocs()
-	// Keep the goroutine on one thread so the thread's CPU clock is ours.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	_, parallel := c.(*parallelCipher)
-	cpu := threadCPU
-	if parallel {
-		cpu = processCPU
+	// Keep the goroutine on one thread so the thread's CPU clock is ours;
+	// for Parallel count the whole process and leave the caller unlocked,
+	// as real callers are (a locked goroutine cannot yield cheaply).
+	cpu := processCPU
+	if _, parallel := c.(*parallelCipher); !parallel {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cpu = threadCPU
 	}
 	iv := uint64(0)
 	var n int64

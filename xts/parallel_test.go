@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -108,6 +109,34 @@ func TestParallelWorkersStop(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("helpers' channel still open after the cipher became unreachable")
+		}
+	}
+}
+
+// TestParallelTakeCoversEachChunkOnce: chunks taken from both ends by racing
+// goroutines are each handed out exactly once.
+func TestParallelTakeCoversEachChunkOnce(t *testing.T) {
+	for _, chunks := range []int{1, 2, 7, 64} {
+		var task parallelTask
+		task.span.Store(uint64(chunks))
+		seen := make([]atomic.Int32, chunks)
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for {
+					i, ok := task.take(g%2 == 1)
+					if !ok {
+						return
+					}
+					seen[i].Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range seen {
+			if n := seen[i].Load(); n != 1 {
+				t.Fatalf("%d chunks: chunk %d taken %d times", chunks, i, n)
+			}
 		}
 	}
 }
