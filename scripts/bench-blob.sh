@@ -12,8 +12,11 @@
 # BENCH_BLOB_BLOCK=1 (a block blob), BENCH_BLOB_LOG=FILE (the mount's stderr;
 # with BENCH_BLOB_MOUNT_ARGS=--debug the cache's figures), BENCH_BLOB_PERF=FILE
 # (`perf record -g` of the mount process during its read).
-# The "CPU seconds" line says who used the machine: on 2 shared cores Azurite
-# (single-threaded node, ~11-15 ms of CPU per MiB served) bounds every reader.
+# BENCH_BLOB_PAR_GET_MIB (the parallel reader's GET size, default 8 = the
+# mount's --fetch-size). The "CPU seconds" line says who used the machine.
+# Azurite runs with glibc malloc tunables (azuritetest) and the blob is read
+# once untimed first: without them the emulator's allocator, not the
+# readers, set the pace (10+ ms of node CPU per MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1}

@@ -20,8 +20,8 @@ import (
 const (
 	DefaultChunkSize  = 1 << 20
 	DefaultMaxBytes   = 256 << 20
-	DefaultReadahead  = 8
-	DefaultFetchBytes = 2 << 20
+	DefaultReadahead  = 32
+	DefaultFetchBytes = 8 << 20
 	// sectorAlign: chunks are whole 4096-byte volume sectors.
 	sectorAlign = 4096
 	// minChunks is the smallest cache, whatever MaxBytes says.
@@ -53,14 +53,14 @@ type Options struct {
 	// 4 chunks). Default 256 MiB.
 	MaxBytes int64
 	// Readahead is how many chunks a sequential stream is read ahead;
-	// negative turns readahead off. Default 8; at most half the cache.
+	// negative turns readahead off. Default 32; at most half the cache.
 	Readahead int
 	// Workers fetch readahead chunks in parallel. Default: Readahead.
 	Workers int
 	// FetchBytes is the most one readahead request reads (whole chunks,
 	// at least one) when the source is a VecReaderAt: fewer requests cost
 	// the service (and the bill) less, but fewer are in flight. Default
-	// 2 MiB: with the default Readahead, four requests stay in flight.
+	// 8 MiB: with the default Readahead, four requests stay in flight.
 	// Negative: one chunk per request.
 	FetchBytes int
 	// Logger gets the statistics at Close (debug) and failed prefetches.
@@ -92,6 +92,7 @@ type entry struct {
 	ready      bool
 	refs       int           // readers using buf: not evictable
 	prefetched bool          // fetched by readahead and not yet read
+	behind     bool          // a sequential stream has read past it
 	elem       *list.Element // in lru while ready
 }
 
@@ -99,6 +100,7 @@ type stream struct {
 	end    int64 // end of the furthest read
 	seq    int64 // bytes read sequentially so far
 	raNext int64 // first chunk not yet queued for readahead
+	passed int64 // first chunk not yet marked behind
 	tick   uint64
 }
 
@@ -125,6 +127,8 @@ type Cache struct {
 	lru       *list.List // ready entries, most recent first
 	used      int        // entries holding a buffer
 	free      [][]byte   // spare chunk buffers
+	arena     *arena     // where new chunk buffers come from
+	behind    int        // ready entries marked behind
 	slotFreed chan struct{}
 	pending   int // prefetched entries not yet read
 	queue     []int64
@@ -164,6 +168,7 @@ func New(src blockdev.Source, o Options) *Cache {
 		slotFreed: make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 	}
+	c.arena = newArena(c.slots, int(c.chunk))
 	c.ctxSrc, _ = src.(ContextReaderAt)
 	c.vecSrc, _ = src.(VecReaderAt)
 	if o.FetchBytes == 0 {
@@ -358,6 +363,15 @@ func (c *Cache) newEntry(idx int64, buf []byte) *entry {
 // takeSlot returns a buffer for one more chunk: a free slot, else the least
 // recently used chunk that nobody reads. c.mu held.
 func (c *Cache) takeSlot() ([]byte, bool) {
+	// Chunks a sequential stream has read past go first, before the cache
+	// grows: the kernel's page cache keeps what a stream read, and memory
+	// reused costs no page faults (on a VM a fresh page can cost more than
+	// fetching its bytes).
+	if c.behind > 0 {
+		if b, ok := c.evict(func(e *entry) bool { return e.behind }); ok {
+			return b, true
+		}
+	}
 	if c.used < c.slots {
 		c.used++
 		c.st.ResidentBytes = int64(c.used) * c.chunk
@@ -367,7 +381,7 @@ func (c *Cache) takeSlot() ([]byte, bool) {
 			c.free = c.free[:n-1]
 			return b, true
 		}
-		return make([]byte, c.chunk), true
+		return c.arena.slot(c.used - 1), true
 	}
 	return c.evict(func(*entry) bool { return true })
 }
@@ -385,6 +399,10 @@ func (c *Cache) evict(evictable func(*entry) bool) ([]byte, bool) {
 		if e.prefetched {
 			e.prefetched = false
 			c.pending--
+		}
+		if e.behind {
+			e.behind = false
+			c.behind--
 		}
 		c.st.Evictions++
 		b := e.buf[:cap(e.buf)]

@@ -557,3 +557,33 @@ func BenchmarkCacheSequential(b *testing.B) {
 		}
 	})
 }
+
+// A sequential stream reuses the memory of chunks it has read past instead
+// of growing the cache, and leaves alone chunks it never passed.
+func TestDropBehind(t *testing.T) {
+	src := newSource(256*chunk, 11)
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 8})
+	buf := make([]byte, 16<<10)
+	// A chunk read at random before the stream, far from it.
+	if _, err := c.ReadAt(buf, 200*chunk); err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < 160*chunk; off += int64(len(buf)) {
+		if n, err := c.ReadAt(buf, off); err != nil || n != len(buf) || !bytes.Equal(buf, src.data[off:off+int64(len(buf))]) {
+			t.Fatalf("ReadAt(%d): %d, %v", off, n, err)
+		}
+	}
+	st := c.Stats()
+	// The readahead window (8), the chunk being read, the one of slack
+	// behind it, the random chunk, and a few in flight.
+	if st.PeakBytes > 24*chunk {
+		t.Errorf("peak %d chunks for a 160-chunk stream through a 128-chunk cache: read-past chunks were not reused", st.PeakBytes/chunk)
+	}
+	before := src.callsOf(200)
+	if _, err := c.ReadAt(buf, 200*chunk); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.callsOf(200); got != before {
+		t.Errorf("chunk 200 (never passed by the stream) was fetched again")
+	}
+}

@@ -38,7 +38,7 @@ func (c *Cache) observe(off, n int64) {
 				s = &c.streams[i]
 			}
 		}
-		*s = stream{end: off + n, tick: c.tick}
+		*s = stream{end: off + n, passed: off / c.chunk, tick: c.tick}
 		return
 	}
 	s.tick = c.tick
@@ -50,6 +50,7 @@ func (c *Cache) observe(off, n int64) {
 		return
 	}
 	cur := (s.end - 1) / c.chunk
+	c.markBehind(s, cur-1)
 	// The window doubles with the stream's length: 4 chunks once a whole
 	// chunk was read in order, then 8, ... up to Readahead.
 	window := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
@@ -67,6 +68,31 @@ func (c *Cache) observe(off, n int64) {
 	if to >= from {
 		s.raNext = to + 1
 	}
+}
+
+// markBehind marks the loaded chunks of s before chunk upto (one chunk of
+// slack for reads the kernel reorders) as read past. c.mu held.
+func (c *Cache) markBehind(s *stream, upto int64) {
+	from := max(s.passed, upto-int64(c.slots))
+	if from >= upto {
+		return
+	}
+	for idx := from; idx < upto; idx++ {
+		if e, ok := c.entries[idx]; ok && e.ready && !e.behind && !e.prefetched {
+			e.behind = true
+			c.behind++
+		}
+	}
+	// Readahead still queued for chunks the stream has passed is stale:
+	// the stream read them already.
+	q := c.queue[:0]
+	for _, idx := range c.queue {
+		if idx < from || idx >= upto {
+			q = append(q, idx)
+		}
+	}
+	c.queue = q
+	s.passed = max(s.passed, upto)
 }
 
 // enqueue adds idx to the readahead queue, dropping the oldest entry when

@@ -25,6 +25,8 @@ func TestNewCommandsRefuseBadInput(t *testing.T) {
 	}{
 		{"upload: missing image", []string{"upload", filepath.Join(dir, "nope.img"), unreachable}, "no such file"},
 		{"upload: not a URL", []string{"upload", demoImg, "notaurl"}, "not an http(s) blob url"},
+		{"blob: zero fetch size", []string{"ls", "--fetch-size", "0", "--auth", "anonymous", unreachable}, "--fetch-size"},
+		{"blob: garbage fetch size", []string{"ls", "--fetch-size", "lots", "--auth", "anonymous", unreachable}, "--fetch-size"},
 		{"blob: unreachable", []string{"ls", "--retries", "1", "--auth", "anonymous", unreachable}, "connection refused"},
 		{"mock-kms: no CA destination", []string{"mock-kms"}, "--state-dir"},
 		{"import-key: missing key file", []string{"import-key", "--vault", "https://127.0.0.1:1", "--key-name", "k",

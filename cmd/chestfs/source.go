@@ -18,7 +18,8 @@ func sourceFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "auth", Category: "Source", Value: "auto", Usage: "blob credentials: auto, anonymous, sas, azuread, sharedkey"},
 		&cli.StringFlag{Name: "cache-size", Category: "Source", Value: "256M", Usage: "memory for cached blob chunks (`SIZE`, K/M/G suffixes)"},
-		&cli.IntFlag{Name: "readahead", Category: "Source", Value: 8, Usage: "chunks read ahead on sequential access (0 turns it off)"},
+		&cli.IntFlag{Name: "readahead", Category: "Source", Value: cache.DefaultReadahead, Usage: "chunks read ahead on sequential access (0 turns it off)"},
+		&cli.StringFlag{Name: "fetch-size", Category: "Source", Value: "8M", Usage: "most bytes one readahead GET reads (`SIZE`): larger requests cost the service and the bill less"},
 		&cli.IntFlag{Name: "retries", Category: "Source", Value: 5, Usage: "retries of a failed blob read"},
 	}
 }
@@ -42,6 +43,10 @@ func openSourceAuth(ctx context.Context, c *cli.Context, source, auth string) (b
 	if err != nil {
 		return nil, nil, fmt.Errorf("--cache-size: %w", err)
 	}
+	fetch, err := pack.ParseSize(c.String("fetch-size"))
+	if err != nil || fetch <= 0 || fetch > 256<<20 {
+		return nil, nil, fmt.Errorf("--fetch-size %q: want a size from 1 to 256M", c.String("fetch-size"))
+	}
 	// The packages read 0 as "the default"; on the command line 0 means none.
 	retries, readahead := c.Int("retries"), c.Int("readahead")
 	if retries == 0 {
@@ -54,7 +59,7 @@ func openSourceAuth(ctx context.Context, c *cli.Context, source, auth string) (b
 	if err != nil {
 		return nil, nil, err
 	}
-	ch := cache.New(b, cache.Options{MaxBytes: size, Readahead: readahead})
+	ch := cache.New(b, cache.Options{MaxBytes: size, Readahead: readahead, FetchBytes: int(fetch)})
 	slog.Debug("blob opened", "url", b.URL(), "type", b.Type(), "etag", b.ETag(), "size", b.Size(), "cache", size)
 	return ch, []io.Closer{b, ch, statsLogger{ch}}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +57,16 @@ func TestKillRestart(t *testing.T) {
 	}
 	if *resp.ETag != *up.ETag {
 		t.Errorf("ETag after restart %s, before %s", *resp.ETag, *up.ETag)
+	}
+}
+
+func TestNodeEnvTunables(t *testing.T) {
+	env := nodeEnv([]string{"PATH=/bin", "GLIBC_TUNABLES=glibc.malloc.arena_max=2"})
+	want := []string{"PATH=/bin", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:" + mallocTunables}
+	if !slices.Equal(env, want) {
+		t.Errorf("nodeEnv = %q, want %q", env, want)
+	}
+	if env := nodeEnv([]string{"HOME=/root"}); !slices.Equal(env, []string{"HOME=/root", "GLIBC_TUNABLES=" + mallocTunables}) {
+		t.Errorf("nodeEnv without tunables = %q", env)
 	}
 }

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package cache
+
+func newArena(slots, chunk int) *arena {
+	return &arena{mem: make([]byte, slots*chunk), chunk: chunk}
+}
