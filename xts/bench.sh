@@ -54,3 +54,20 @@ awk -v best="$best" -v oc="$ossl_cpu" -v ow="$ossl_wall" -v om="$ossl_multi" '
 		for (k in w) if (k ~ /workers=2/) two = w[k]
 		if (one > 0) printf "%-44s %6.2fx one worker (wall), %6.2fx OpenSSL -multi 2\n", "1 MiB span on 2 workers", two / one, two / om
 	}' "$tmp/one" "$tmp/par"
+
+# The host's speed drifts (other tenants, clocks), so figures taken a minute
+# apart do not compare: three rounds of OpenSSL, the 4 KiB decrypt and the
+# 1 MiB span on 1 and 2 workers back to
+# back, one ratio per round, and their median.
+echo "== back-to-back rounds (4 KiB decrypt, per CPU second)"
+for round in 1 2 3; do
+	o=$(ossl)
+	gobench 'DecryptSectors4K$/(aesni|'"$best"')$' >"$tmp/r"
+	awk -v o="$o" -v r="$round" '{ printf "round %d  openssl %6d MB/s  %-36s %6.0f cpuMB/s  %5.2fx\n", r, o, $1, $3, $3 / o }' "$tmp/r"
+	gobench 'ParallelDecrypt1M/workers=[12]$' 2 >"$tmp/p"
+	awk -v r="$round" '/workers=1/ { one = $2 } /workers=2/ { two = $2 }
+		END { printf "round %d  1 MiB span  workers=1 %6.0f MB/s  %-28s %6.0f MB/s  %5.2fx\n", r, one, "Benchmark/2workers", two, two / one }' "$tmp/p"
+done | tee "$tmp/rounds"
+awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^Benchmark/) { split($i, p, "/"); k = p[2] } v[k] = v[k] " " $(NF) }
+	END { for (k in v) { n = split(v[k], a, " "); for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+		printf "median %-20s %s %s\n", k, a[int((n + 1) / 2)], k == "2workers" ? "one worker" : "OpenSSL" } }' "$tmp/rounds"

@@ -131,10 +131,12 @@ func (t *parallelTask) wait() {
 	if t.left.Load() != 0 {
 		deadline := time.Now().Add(callerSpin)
 		for i := 1; t.left.Load() != 0; i++ {
-			if i%16 == 0 && time.Now().After(deadline) {
-				break
+			if i%64 == 0 {
+				if time.Now().After(deadline) {
+					break
+				}
+				runtime.Gosched()
 			}
-			runtime.Gosched()
 		}
 	}
 	t.wg.Wait()
@@ -154,15 +156,20 @@ func parallelWorker(tasks <-chan *parallelTask) {
 func recvSpin(tasks <-chan *parallelTask) (*parallelTask, bool) {
 	deadline := time.Now().Add(helperSpin)
 	for i := 1; ; i++ {
-		select {
-		case t, ok := <-tasks:
-			return t, ok
-		default:
+		// len is a plain read of the channel's count: polling it takes no lock.
+		if len(tasks) > 0 {
+			select {
+			case t, ok := <-tasks:
+				return t, ok
+			default:
+			}
 		}
-		if i%16 == 0 && time.Now().After(deadline) {
-			break
+		if i%64 == 0 {
+			if time.Now().After(deadline) {
+				break
+			}
+			runtime.Gosched()
 		}
-		runtime.Gosched()
 	}
 	t, ok := <-tasks
 	return t, ok
