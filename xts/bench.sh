@@ -57,8 +57,8 @@ awk -v best="$best" -v oc="$ossl_cpu" -v ow="$ossl_wall" -v om="$ossl_multi" '
 
 # The host's speed drifts (other tenants, clocks), so figures taken a minute
 # apart do not compare: three rounds of OpenSSL, the 4 KiB decrypt and the
-# 1 MiB span on 1 and 2 workers back to
-# back, one ratio per round, and their median.
+# 1 MiB span on 1 and 2 workers back to back, one ratio per round, and their
+# medians.
 echo "== back-to-back rounds (4 KiB decrypt, per CPU second)"
 for round in 1 2 3; do
 	o=$(ossl)
