@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"syscall"
+
+	"github.com/chestfs/chestfs/blockdev"
 )
 
 const (
@@ -228,7 +230,8 @@ func (f *FS) readData(in *inode, p []byte, off uint64) error {
 		if phys == 0 {
 			clear(p[:n])
 		} else {
-			k, err := f.r.ReadAt(p[:n], int64(phys<<f.bits+inBlk))
+			// The extent's end bounds the readahead below (a remote source).
+			k, err := blockdev.ReadAtRun(f.r, p[:n], int64(phys<<f.bits+inBlk), int64((phys+run)<<f.bits))
 			if k < int(n) {
 				if err == nil || errors.Is(err, io.EOF) {
 					err = fmt.Errorf("%w: short read at block %d", ErrCorrupt, phys)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/chestfs/chestfs/blockdev"
 )
 
 // jbd2 (the ext4 journal) is big-endian. A filesystem with needs_recovery
@@ -44,7 +46,13 @@ type overlay struct {
 }
 
 func (o *overlay) ReadAt(p []byte, off int64) (int, error) {
-	n, err := o.base.ReadAt(p, off)
+	return o.ReadAtRun(p, off, 0)
+}
+
+// ReadAtRun passes a file read's extent end on to the device (see
+// blockdev.RunReader).
+func (o *overlay) ReadAtRun(p []byte, off, end int64) (int, error) {
+	n, err := blockdev.ReadAtRun(o.base, p, off, end)
 	if n == 0 {
 		return n, err
 	}

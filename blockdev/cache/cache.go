@@ -101,6 +101,7 @@ type stream struct {
 	seq    int64 // bytes read sequentially so far
 	raNext int64 // first chunk not yet queued for readahead
 	passed int64 // first chunk not yet marked behind
+	limit  int64 // where the stretch the last read belongs to ends; 0: unknown
 	tick   uint64
 }
 
@@ -138,7 +139,10 @@ type Cache struct {
 	st        Stats
 }
 
-var _ blockdev.Source = (*Cache)(nil)
+var (
+	_ blockdev.Source    = (*Cache)(nil)
+	_ blockdev.RunReader = (*Cache)(nil)
+)
 
 // New returns a cache over src. Close it to stop its workers; Close does not
 // close src.
@@ -233,6 +237,12 @@ func (c *Cache) Close() error {
 
 // ReadAt follows io.ReaderAt.
 func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
+	return c.ReadAtRun(p, off, 0)
+}
+
+// ReadAtRun is ReadAt for a read within a stretch of bytes ending at end (a
+// file's extent; see blockdev.RunReader): a stream's readahead stops there.
+func (c *Cache) ReadAtRun(p []byte, off, end int64) (int, error) {
 	if off < 0 {
 		return 0, blockdev.ErrOutOfRange
 	}
@@ -255,7 +265,7 @@ func (c *Cache) ReadAt(p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	first, last := off/c.chunk, (off+int64(len(p))-1)/c.chunk
-	c.observe(off, int64(len(p)))
+	c.observe(off, int64(len(p)), end)
 	if last > first {
 		// A read over several chunks: fetch them side by side, not one by one.
 		c.startAhead(first+1, last)

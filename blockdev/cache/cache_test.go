@@ -587,3 +587,40 @@ func TestDropBehind(t *testing.T) {
 		t.Errorf("chunk 200 (never passed by the stream) was fetched again")
 	}
 }
+
+// Readahead stops at the end of the stretch reads say they belong to (a
+// file's extent), and goes on when the reads move into the next stretch.
+func TestReadaheadStopsAtRunEnd(t *testing.T) {
+	src := newSource(128*chunk, 12)
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 16})
+	buf := make([]byte, 16<<10)
+	read := func(from, to, end int64) {
+		for off := from; off < to; off += int64(len(buf)) {
+			if n, err := c.ReadAtRun(buf, off, end); err != nil || n != len(buf) || !bytes.Equal(buf, src.data[off:off+int64(len(buf))]) {
+				t.Fatalf("ReadAtRun(%d, end %d): %d, %v", off, end, n, err)
+			}
+		}
+	}
+	read(0, 40*chunk, 40*chunk)
+	c.Close() // waits for the workers: nothing is in flight after
+	for idx := int64(40); idx < 128; idx++ {
+		if n := src.callsOf(idx); n != 0 {
+			t.Fatalf("chunk %d, past the run's end at chunk 40, was fetched %d times", idx, n)
+		}
+	}
+	if st := c.Stats(); st.Prefetches == 0 {
+		t.Fatalf("no readahead at all within the run: %+v", st)
+	}
+
+	// The next stretch, right after: readahead resumes in it.
+	c = newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 16})
+	read(0, 20*chunk, 20*chunk)
+	read(20*chunk, 60*chunk, 100*chunk)
+	// The readahead workers fetch chunk 70 (ahead of the reads, within the
+	// second run) in their own time.
+	for deadline := time.Now().Add(10 * time.Second); src.callsOf(70) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chunk 70, within the second run and ahead of the reads, was not read ahead: %+v", c.Stats())
+		}
+	}
+}

@@ -11,8 +11,9 @@ package cache
 // readahead: they start their own fetch, and the queue is bounded and dropped
 // when full or when the cache is short of memory.
 
-// observe records a read of n bytes at off and queues readahead. Takes c.mu.
-func (c *Cache) observe(off, n int64) {
+// observe records a read of n bytes at off, within a stretch ending at end
+// (0: unknown), and queues readahead. Takes c.mu.
+func (c *Cache) observe(off, n, end int64) {
 	if c.ra <= 0 {
 		return
 	}
@@ -38,13 +39,14 @@ func (c *Cache) observe(off, n int64) {
 				s = &c.streams[i]
 			}
 		}
-		*s = stream{end: off + n, passed: off / c.chunk, tick: c.tick}
+		*s = stream{end: off + n, passed: off / c.chunk, limit: end, tick: c.tick}
 		return
 	}
 	s.tick = c.tick
-	if end := off + n; end > s.end {
-		s.seq += end - s.end
-		s.end = end
+	s.limit = end
+	if e := off + n; e > s.end {
+		s.seq += e - s.end
+		s.end = e
 	}
 	if s.seq < c.chunk {
 		return
@@ -55,11 +57,16 @@ func (c *Cache) observe(off, n int64) {
 	// chunk was read in order, then 8, ... up to Readahead.
 	window := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
 	from := max(cur+1, s.raNext)
-	to := min(cur+window, c.nChunks-1)
+	last := c.nChunks - 1
+	if s.limit > 0 {
+		// Not past the end of the file's extent the stream is reading.
+		last = min(last, (s.limit-1)/c.chunk)
+	}
+	to := min(cur+window, last)
 	// Top the window up a whole request at a time (runMax chunks), so
 	// that the workers read ahead in few large requests, not one chunk
 	// per read.
-	if to-from+1 < min(int64(c.runMax), window) && to < c.nChunks-1 {
+	if to-from+1 < min(int64(c.runMax), window) && to < last {
 		return
 	}
 	for idx := from; idx <= to; idx++ {

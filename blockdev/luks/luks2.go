@@ -136,7 +136,13 @@ func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, er
 
 // readFull reads len(p) bytes at off, reporting a short source as ErrTruncated.
 func readFull(src io.ReaderAt, p []byte, off int64) error {
-	n, err := src.ReadAt(p, off)
+	return readFullRun(src, p, off, 0)
+}
+
+// readFullRun is readFull for a read within a stretch ending at end (see
+// blockdev.RunReader).
+func readFullRun(src io.ReaderAt, p []byte, off, end int64) error {
+	n, err := blockdev.ReadAtRun(src, p, off, end)
 	if n == len(p) {
 		return nil
 	}

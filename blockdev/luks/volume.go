@@ -160,6 +160,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &
 // ReadAt decrypts len(p) bytes at plaintext offset off. Any offset and length
 // are allowed; whole runs of sectors are read and decrypted in one go.
 func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
+	return v.ReadAtRun(p, off, 0)
+}
+
+// ReadAtRun is ReadAt for a read within a stretch of the volume ending at
+// end (see blockdev.RunReader), which it passes on to the source.
+func (v *Volume) ReadAtRun(p []byte, off, end int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("luks: read at negative offset %d", off)
 	}
@@ -183,7 +189,7 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 		if head == 0 && int64(len(want)) >= ss {
 			// Aligned: decrypt straight into p.
 			n := int64(len(want)) / ss * ss
-			if err := v.readSectors(want[:n], pos); err != nil {
+			if err := v.readSectors(want[:n], pos, end); err != nil {
 				return done, err
 			}
 			done += int(n)
@@ -195,7 +201,7 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 		span = min(span, chunkSize)
 		bp := bufPool.Get().(*[]byte)
 		buf := (*bp)[:span]
-		err := v.readSectors(buf, start)
+		err := v.readSectors(buf, start, end)
 		if err == nil {
 			done += copy(want, buf[head:])
 		}
@@ -209,8 +215,11 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 
 // readSectors fills buf (a whole number of sectors) with the plaintext
 // starting at the sector-aligned offset pos.
-func (v *Volume) readSectors(buf []byte, pos int64) error {
-	if err := readFull(v.data, buf, v.offset+pos); err != nil {
+func (v *Volume) readSectors(buf []byte, pos, end int64) error {
+	if end > 0 {
+		end = v.offset + (end+int64(v.sectorSize)-1)/int64(v.sectorSize)*int64(v.sectorSize)
+	}
+	if err := readFullRun(v.data, buf, v.offset+pos, end); err != nil {
 		return fmt.Errorf("luks: volume read at %d: %w", pos, err)
 	}
 	v.c.DecryptSectors(buf, buf, v.sectorSize, v.ivTweak+uint64(pos)/512)

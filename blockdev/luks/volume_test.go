@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+
+	"github.com/chestfs/chestfs/blockdev"
 )
 
 const mib = 1 << 20
@@ -310,5 +313,36 @@ func BenchmarkVolumeRead(b *testing.B) {
 		if _, err := v.ReadAt(buf, off); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// runRecorder records the run ends a volume passes to its source.
+type runRecorder struct {
+	blockdev.Source
+	ends []int64
+}
+
+func (r *runRecorder) ReadAtRun(p []byte, off, end int64) (int, error) {
+	r.ends = append(r.ends, end)
+	return r.ReadAt(p, off)
+}
+
+// A read's run end reaches the source moved by the data offset and rounded
+// up to a whole sector; plain ReadAt passes none.
+func TestVolumePassesRunEnd(t *testing.T) {
+	rec := &runRecorder{Source: blockdev.Bytes(make([]byte, 1<<20))}
+	v, err := OpenPlain(rec, make([]byte, 64), PlainOptions{KeySize: 512, SectorSize: 4096, Offset: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	if _, err := v.ReadAtRun(buf, 8192, 10000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.ReadAt(buf[:100], 50); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{16*512 + 12288, 0}; !slices.Equal(rec.ends, want) {
+		t.Errorf("run ends passed on %v, want %v", rec.ends, want)
 	}
 }
