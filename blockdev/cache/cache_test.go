@@ -624,3 +624,25 @@ func TestReadaheadStopsAtRunEnd(t *testing.T) {
 		}
 	}
 }
+
+// A stream that read to the end of its stretch and jumps to the start of the
+// next (a file's next extent) keeps its readahead window.
+func TestReadaheadFollowsNextRun(t *testing.T) {
+	src := newSource(128*chunk, 13)
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 16})
+	buf := make([]byte, 16<<10)
+	for off := int64(0); off < 20*chunk; off += int64(len(buf)) {
+		if _, err := c.ReadAtRun(buf, off, 20*chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One small read at the start of the next stretch.
+	if _, err := c.ReadAtRun(buf, 40*chunk, 100*chunk); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); src.callsOf(50) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chunk 50 was not read ahead after the stream moved to the next stretch: %+v", c.Stats())
+		}
+	}
+}

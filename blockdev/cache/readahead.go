@@ -31,6 +31,20 @@ func (c *Cache) observe(off, n, end int64) {
 			break
 		}
 	}
+	if s == nil && end > 0 {
+		// A stream that just read to the end of its stretch (a file's
+		// extent) and the next read starts elsewhere: most likely the
+		// file's next extent, so the stream goes on there with its window
+		// rather than starting small.
+		for i := range c.streams {
+			t := &c.streams[i]
+			if t.tick+2 >= c.tick && t.limit > 0 && t.end >= t.limit {
+				t.end, t.passed, t.raNext = off, off/c.chunk, off/c.chunk
+				s = t
+				break
+			}
+		}
+	}
 	if s == nil {
 		// Replace the least recently used stream.
 		s = &c.streams[0]
