@@ -6,7 +6,8 @@
 # (cmd/chestfs BenchmarkBlobMount). Needs root (FUSE, drop_caches) and
 # Azurite (`make setup-npm`).
 #
-# Usage: scripts/bench-blob.sh [COUNT]   (default 1 run)
+# Usage: scripts/bench-blob.sh [ROUNDS]   (default 3 rounds of the three
+# readers, one ratio each, their median reported)
 # Environment: BENCH_BLOB_MIB (file size, default 256), BENCH_BLOB_LATENCY_MS
 # (default 10), BENCH_BLOB_MOUNT_ARGS (extra mount flags, e.g. "--readahead 16"),
 # BENCH_BLOB_BLOCK=1 (a block blob), BENCH_BLOB_LOG=FILE (the mount's stderr;
@@ -19,8 +20,8 @@
 # readers, set the pace (10+ ms of node CPU per MiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count=${1:-1}
+export BENCH_BLOB_ROUNDS=${1:-${BENCH_BLOB_ROUNDS:-3}}
 echo "== $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-go test -run '^$' -bench '^BenchmarkBlobMount$' -benchtime 1x -count "$count" -timeout 60m -v ./cmd/chestfs/ |
+go test -run '^$' -bench '^BenchmarkBlobMount$' -benchtime 1x -timeout 60m -v ./cmd/chestfs/ |
 	grep -E 'blobbench_test|^Benchmark|^(ok|FAIL|PASS)' |
 	sed -E 's/^ +blobbench_test.go:[0-9]+: //'
