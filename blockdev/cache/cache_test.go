@@ -646,3 +646,30 @@ func TestReadaheadFollowsNextRun(t *testing.T) {
 		}
 	}
 }
+
+// One large read (a streaming reader's first) starts readahead at once; the
+// kernel's FUSE READs of a large read arrive in any order and are one stream
+// that fetches each chunk once.
+func TestReadaheadLargeReads(t *testing.T) {
+	src := newSource(64*chunk, 14)
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 64 * chunk, Readahead: 8})
+	buf := make([]byte, chunk)
+	if _, err := c.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "readahead of chunk 3 after one 1-chunk read", func() bool { return src.callsOf(3) == 1 })
+	// Groups of four chunk-sized reads, each group out of order.
+	for g := int64(1); g < 12; g++ {
+		for _, i := range []int64{2, 0, 3, 1} {
+			off := (4*g + i) * chunk
+			if _, err := c.ReadAt(buf, off); err != nil || !bytes.Equal(buf, src.data[off:off+chunk]) {
+				t.Fatalf("ReadAt(%d): %v", off, err)
+			}
+		}
+	}
+	for idx := int64(0); idx < 48; idx++ {
+		if n := src.callsOf(idx); n != 1 {
+			t.Errorf("chunk %d fetched %d times", idx, n)
+		}
+	}
+}

@@ -1,15 +1,20 @@
 package cache
 
 // Readahead. Each read is matched to one of a few recent streams by its
-// offset: a read that starts within a chunk of where a stream ended continues
-// it (FUSE and the kernel may reorder reads slightly). Once a stream has read
-// a whole chunk's worth in order, the chunks after it are queued for the
-// workers, a window that doubles as the stream goes on, up to Readahead
-// chunks, topped up a request's worth (Options.FetchBytes) at a time when the
-// source reads several chunks per request. A read that matches no stream starts a new one, so random reads
-// never trigger readahead. Reads by callers (demand) never wait behind
-// readahead: they start their own fetch, and the queue is bounded and dropped
-// when full or when the cache is short of memory.
+// offset: a read that starts from a chunk before to a few chunks past where a
+// stream ended continues it (the kernel sends a large read as several FUSE
+// READs that arrive in any order). Once a stream has read a whole chunk's
+// worth in order, or with one read of half a chunk or more, the chunks after
+// it are queued for the workers, a window that doubles as the stream goes
+// on, up to Readahead chunks, topped up a request's worth
+// (Options.FetchBytes) at a time when the source reads several chunks per
+// request, and never past the end of the stretch the reads say they belong
+// to (a file's extent; a stream that reached it follows the next read to the
+// next extent). A small read that matches no stream starts a new one, so
+// random reads never trigger readahead. Reads by callers (demand) never wait
+// behind readahead: they start their own fetch, and the queue is bounded and
+// dropped when full or when the cache is short of memory. Chunks a stream
+// has read past are the first to give up their memory.
 
 // observe records a read of n bytes at off, within a stretch ending at end
 // (0: unknown), and queues readahead. Takes c.mu.
@@ -26,7 +31,9 @@ func (c *Cache) observe(off, n, end int64) {
 	var s *stream
 	for i := range c.streams {
 		t := &c.streams[i]
-		if t.tick != 0 && off >= t.end-c.chunk && off <= t.end+c.chunk {
+		// Reads near a stream's end continue it: the kernel sends one
+		// large read as several FUSE READs that arrive in any order.
+		if t.tick != 0 && off >= t.end-c.chunk && off <= t.end+streamReach*c.chunk {
 			s = t
 			break
 		}
@@ -54,19 +61,31 @@ func (c *Cache) observe(off, n, end int64) {
 			}
 		}
 		*s = stream{end: off + n, passed: off / c.chunk, limit: end, tick: c.tick}
-		return
-	}
-	s.tick = c.tick
-	s.limit = end
-	if e := off + n; e > s.end {
-		s.seq += e - s.end
-		s.end = e
+		if n < c.chunk/2 {
+			return
+		}
+		// A read of half a chunk or more starts streaming at once: random
+		// readers ask for less (4 KiB, or the kernel's 128 KiB readahead).
+		s.seq = c.chunk
+	} else {
+		s.tick = c.tick
+		s.limit = end
+		if e := off + n; e > s.end {
+			if off <= s.end+c.chunk {
+				s.seq += e - s.end
+			} else {
+				// A read that lands chunks ahead counts only its own
+				// bytes: by itself it is no evidence of streaming.
+				s.seq += n
+			}
+			s.end = e
+		}
 	}
 	if s.seq < c.chunk {
 		return
 	}
 	cur := (s.end - 1) / c.chunk
-	c.markBehind(s, cur-1)
+	c.markBehind(s, cur-behindSlack)
 	// The window doubles with the stream's length: 4 chunks once a whole
 	// chunk was read in order, then 8, ... up to Readahead.
 	window := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
@@ -91,8 +110,17 @@ func (c *Cache) observe(off, n, end int64) {
 	}
 }
 
-// markBehind marks the loaded chunks of s before chunk upto (one chunk of
-// slack for reads the kernel reorders) as read past. c.mu held.
+// behindSlack: chunks this close behind a stream's furthest read are not yet
+// read past. The kernel sends a large read as several FUSE READs at once,
+// which arrive in any order.
+const behindSlack = 8
+
+// streamReach: a read starting up to this many chunks past a stream's end
+// still continues it.
+const streamReach = 4
+
+// markBehind marks the loaded chunks of s before chunk upto as read past.
+// c.mu held.
 func (c *Cache) markBehind(s *stream, upto int64) {
 	from := max(s.passed, upto-int64(c.slots))
 	if from >= upto {
