@@ -40,10 +40,6 @@ vet:
 test: setup vet
 	mkdir -p $(TESTIMG)
 	CHESTFS_TESTIMG_DIR=$(TESTIMG) $(GO) test $(TESTFLAGS) $(PKGS)
-	$(MAKE) fuzz FUZZTIME=$(CI_FUZZTIME)
-
-# Every fuzz target also runs briefly in `make test`, beyond its seed corpus.
-CI_FUZZTIME ?= 5s
 
 # Coverage-guided fuzzing of every parser, FUZZTIME each (the seed corpora also run in `make test`).
 FUZZTIME ?= 30s
