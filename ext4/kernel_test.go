@@ -18,7 +18,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func openImage(t testing.TB, img testimg.Image) *ext4.FS {
+// imageFile opens img's file for the test, and its size.
+func imageFile(t testing.TB, img testimg.Image) (*os.File, int64) {
 	t.Helper()
 	fh, err := os.Open(img.Path)
 	if err != nil {
@@ -29,7 +30,13 @@ func openImage(t testing.TB, img testimg.Image) *ext4.FS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsys, err := ext4.Open(fh, st.Size())
+	return fh, st.Size()
+}
+
+func openImage(t testing.TB, img testimg.Image) *ext4.FS {
+	t.Helper()
+	fh, size := imageFile(t, img)
+	fsys, err := ext4.Open(fh, size)
 	if err != nil {
 		t.Fatalf("ext4.Open(%s): %v", img.Variant.Name, err)
 	}

@@ -25,18 +25,9 @@ func (d *runDevice) ReadAtRun(p []byte, off, end int64) (int, error) {
 // File data reads tell the device where the extent they read from ends, so
 // that a remote source's readahead can stop at the end of the file.
 func TestDataReadsCarryExtentEnd(t *testing.T) {
-	img := variant(t, "default4k")
-	fh, err := os.Open(img.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fh, size := imageFile(t, variant(t, "default4k"))
 	dev := &runDevice{File: fh}
-	f, err := ext4.Open(dev, st.Size())
+	f, err := ext4.Open(dev, size)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -618,11 +618,7 @@ func TestReadaheadStopsAtRunEnd(t *testing.T) {
 	read(20*chunk, 60*chunk, 100*chunk)
 	// The readahead workers fetch chunk 70 (ahead of the reads, within the
 	// second run) in their own time.
-	for deadline := time.Now().Add(10 * time.Second); src.callsOf(70) == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("chunk 70, within the second run and ahead of the reads, was not read ahead: %+v", c.Stats())
-		}
-	}
+	eventually(t, "readahead of chunk 70, within the second run and ahead of the reads", func() bool { return src.callsOf(70) > 0 })
 }
 
 // A stream that read to the end of its stretch and jumps to the start of the
@@ -640,11 +636,7 @@ func TestReadaheadFollowsNextRun(t *testing.T) {
 	if _, err := c.ReadAtRun(buf, 40*chunk, 100*chunk); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); src.callsOf(50) == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("chunk 50 was not read ahead after the stream moved to the next stretch: %+v", c.Stats())
-		}
-	}
+	eventually(t, "readahead of chunk 50 after the stream moved to the next stretch", func() bool { return src.callsOf(50) > 0 })
 }
 
 // One large read (a streaming reader's first) starts readahead at once; the

@@ -181,6 +181,10 @@ func (v *Volume) ReadAtRun(p []byte, off, end int64) (int, error) {
 		eof = io.EOF
 	}
 	ss := int64(v.sectorSize)
+	if end > 0 {
+		// In the source: after the header, rounded up to a whole sector.
+		end = v.offset + (end+ss-1)/ss*ss
+	}
 	done := 0
 	for done < len(p) {
 		pos := off + int64(done)
@@ -214,12 +218,10 @@ func (v *Volume) ReadAtRun(p []byte, off, end int64) (int, error) {
 }
 
 // readSectors fills buf (a whole number of sectors) with the plaintext
-// starting at the sector-aligned offset pos.
-func (v *Volume) readSectors(buf []byte, pos, end int64) error {
-	if end > 0 {
-		end = v.offset + (end+int64(v.sectorSize)-1)/int64(v.sectorSize)*int64(v.sectorSize)
-	}
-	if err := readFullRun(v.data, buf, v.offset+pos, end); err != nil {
+// starting at the sector-aligned offset pos; srcEnd is where the read's
+// stretch ends in the source (see blockdev.RunReader), or 0.
+func (v *Volume) readSectors(buf []byte, pos, srcEnd int64) error {
+	if err := readFullRun(v.data, buf, v.offset+pos, srcEnd); err != nil {
 		return fmt.Errorf("luks: volume read at %d: %w", pos, err)
 	}
 	v.c.DecryptSectors(buf, buf, v.sectorSize, v.ivTweak+uint64(pos)/512)
