@@ -2,7 +2,6 @@ package xts
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -85,7 +84,7 @@ type parallelTask struct {
 	chunk      int           // bytes per chunk, a multiple of sectorSize
 	span       atomic.Uint64 // chunks not yet taken: [front, back) as front<<32 | back
 	left       atomic.Int32  // chunks not yet finished
-	wg         sync.WaitGroup
+	done       chan struct{} // closed when left reaches 0
 }
 
 // take claims the next chunk from the front or the back of the run.
@@ -121,30 +120,25 @@ func (t *parallelTask) work(back bool) {
 		} else {
 			t.c.EncryptSectors(t.dst[off:end], t.src[off:end], t.sectorSize, iv)
 		}
-		t.left.Add(-1)
-		t.wg.Done()
+		if t.left.Add(-1) == 0 {
+			close(t.done)
+		}
 	}
 }
 
 // wait returns once every chunk is finished, polling for callerSpin first.
 func (t *parallelTask) wait() {
-	if t.left.Load() != 0 {
-		deadline := time.Now().Add(callerSpin)
-		for i := 1; t.left.Load() != 0; i++ {
-			if i%64 == 0 {
-				if time.Now().After(deadline) {
-					break
-				}
-				runtime.Gosched()
-			}
-		}
+	if !spin(callerSpin, func() bool { return t.left.Load() == 0 }) {
+		<-t.done
 	}
-	t.wg.Wait()
 }
 
 func parallelWorker(tasks <-chan *parallelTask) {
 	for {
-		t, ok := recvSpin(tasks)
+		// len is a plain read of the channel's count: polling it takes no
+		// lock. If another helper takes the run first, the receive parks.
+		spin(helperSpin, func() bool { return len(tasks) > 0 })
+		t, ok := <-tasks
 		if !ok {
 			return
 		}
@@ -152,27 +146,19 @@ func parallelWorker(tasks <-chan *parallelTask) {
 	}
 }
 
-// recvSpin receives the next run, polling for helperSpin before it parks.
-func recvSpin(tasks <-chan *parallelTask) (*parallelTask, bool) {
-	deadline := time.Now().Add(helperSpin)
-	for i := 1; ; i++ {
-		// len is a plain read of the channel's count: polling it takes no lock.
-		if len(tasks) > 0 {
-			select {
-			case t, ok := <-tasks:
-				return t, ok
-			default:
-			}
-		}
+// spin polls cond for up to d, yielding the processor every 64 polls, and
+// reports whether cond became true.
+func spin(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for i := 1; !cond(); i++ {
 		if i%64 == 0 {
 			if time.Now().After(deadline) {
-				break
+				return false
 			}
 			runtime.Gosched()
 		}
 	}
-	t, ok := <-tasks
-	return t, ok
+	return true
 }
 
 func (p *parallelCipher) EncryptSectors(dst, src []byte, sectorSize int, firstIV uint64) {
@@ -199,10 +185,9 @@ func (p *parallelCipher) crypt(dst, src []byte, sectorSize int, iv uint64, decry
 	chunk = (chunk + sectorSize - 1) / sectorSize * sectorSize
 	chunks := (len(src) + chunk - 1) / chunk
 	t := &parallelTask{c: p.c, dst: dst[:len(src)], src: src, sectorSize: sectorSize, iv: iv,
-		decrypt: decrypt, chunk: chunk}
+		decrypt: decrypt, chunk: chunk, done: make(chan struct{})}
 	t.span.Store(uint64(chunks))
 	t.left.Store(int32(chunks))
-	t.wg.Add(chunks)
 	for range min(p.workers-1, chunks-1) {
 		select {
 		case p.tasks <- t:
