@@ -10,7 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
-	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
+	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
 	"github.com/chestfs/chestfs/internal/fstree"
 	"github.com/chestfs/chestfs/internal/testimg"
 )

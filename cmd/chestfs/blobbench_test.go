@@ -24,7 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
+	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
 )
 
 // Figures of the blob benchmark; BENCH_BLOB_MIB and BENCH_BLOB_LATENCY

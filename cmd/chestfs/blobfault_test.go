@@ -16,7 +16,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 
-	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
+	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
 )
 
 // faultFileSize is the random file in the fault tests' image: six times

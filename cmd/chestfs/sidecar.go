@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/fusefs"
 	"github.com/chestfs/chestfs/skr"
 )

@@ -9,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/chestfs/chestfs/blockdev"
-	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/cache"
 	"github.com/chestfs/chestfs/pack"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
-	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
 )
 
 // fakeCredential hands out a fixed token, or fails like a machine with no identity.

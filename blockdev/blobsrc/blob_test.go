@@ -19,8 +19,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
-	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
-	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
+	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
 )
 
 // One Azurite for the whole package, started by the first test that needs

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/cache"
 )
 

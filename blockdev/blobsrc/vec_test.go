@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	blobsrc "github.com/chestfs/chestfs/blockdev/azblob"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
 )
 
 // ReadVecAtContext fills several buffers from one run of the blob, resuming

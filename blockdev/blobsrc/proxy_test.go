@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chestfs/chestfs/blockdev/azblob/azuritetest"
+	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
 )
 
 // fault is what the proxy does to one read request (GET or HEAD).
