@@ -52,9 +52,11 @@ type Options struct {
 	// MaxBytes bounds the memory of chunks, loaded and in flight (at least
 	// 4 chunks). Default 256 MiB.
 	MaxBytes int64
-	// Readahead is how many chunks a sequential stream is read ahead;
-	// negative turns readahead off. Default 32; at most half the cache.
+	// Readahead is how many chunks a sequential stream is read ahead.
+	// 0 means DefaultReadahead; at most half the cache.
 	Readahead int
+	// NoReadahead turns readahead off (so does a negative Readahead).
+	NoReadahead bool
 	// Workers fetch readahead chunks in parallel. Default: Readahead.
 	Workers int
 	// FetchBytes is the most one readahead request reads (whole chunks,
@@ -154,7 +156,10 @@ func New(src blockdev.Source, o Options) *Cache {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = DefaultMaxBytes
 	}
-	if o.Readahead == 0 {
+	switch {
+	case o.NoReadahead:
+		o.Readahead = 0
+	case o.Readahead == 0:
 		o.Readahead = DefaultReadahead
 	}
 	if o.Logger == nil {

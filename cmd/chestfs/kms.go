@@ -17,45 +17,46 @@ import (
 	"github.com/chestfs/chestfs/skr/mockkms"
 )
 
-func init() {
-	commands = append(commands,
-		&cli.Command{
-			Name:  "mock-kms",
-			Usage: "run a local stand-in for Azure Attestation and Key Vault (same wire protocol; for laptops and tests)",
-			Description: "Serves HTTPS on --listen with a CA of its own (made on first start and kept in --state-dir as ca.pem,\n" +
-				"the file to give clients as --ca): POST /attest/SevSnpVm,\n" +
-				"GET /certs, PUT /keys/NAME and POST /keys/NAME/release, as Azure does. Prints its URL on stdout\n" +
-				"once it is ready and runs until SIGINT/SIGTERM. Not a security boundary: a laptop tool.",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "`ADDR` to listen on (port 0 picks a free one)"},
-				&cli.StringFlag{Name: "state-dir", Usage: "keep the CA (`DIR`/ca.pem) and imported keys (mode 0600) across restarts"},
-				&cli.StringFlag{Name: "ca-out", Usage: "also write the CA certificate to `FILE`"},
-				&cli.StringFlag{Name: "token", Usage: "the only Key Vault bearer `TOKEN` accepted (default: any)"},
-				&cli.BoolFlag{Name: "reject-fake", Usage: "refuse reports signed by the fake attestation provider's test keys"},
-			},
-			Action: mockKMSCmd,
+func mockKMSCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "mock-kms",
+		Usage: "run a local stand-in for Azure Attestation and Key Vault (same wire protocol; for laptops and tests)",
+		Description: "Serves HTTPS on --listen with a CA of its own (made on first start and kept in --state-dir as ca.pem,\n" +
+			"the file to give clients as --ca): POST /attest/SevSnpVm,\n" +
+			"GET /certs, PUT /keys/NAME and POST /keys/NAME/release, as Azure does. Prints its URL on stdout\n" +
+			"once it is ready and runs until SIGINT/SIGTERM. Not a security boundary: a laptop tool.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "`ADDR` to listen on (port 0 picks a free one)"},
+			&cli.StringFlag{Name: "state-dir", Usage: "keep the CA (`DIR`/ca.pem) and imported keys (mode 0600) across restarts"},
+			&cli.StringFlag{Name: "ca-out", Usage: "also write the CA certificate to `FILE`"},
+			&cli.StringFlag{Name: "token", Usage: "the only Key Vault bearer `TOKEN` accepted (default: any)"},
+			&cli.BoolFlag{Name: "reject-fake", Usage: "refuse reports signed by the fake attestation provider's test keys"},
 		},
-		&cli.Command{
-			Name:      "import-key",
-			Usage:     "import a key into Key Vault (or mock-kms) with a release policy, and write the --skr key blob",
-			ArgsUsage: " ",
-			Description: "The release policy is --policy, or one admitting SEV-SNP containers whose HOST_DATA is --hostdata\n" +
-				"(default: what the fake attestation provider reports here, for mock-kms). The key blob JSON\n" +
-				"(the sidecar's format, for --skr) goes to --out or stdout.",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "vault", Required: true, Usage: "Key Vault or Managed HSM `URL`"},
-				&cli.StringFlag{Name: "key-name", Required: true, Usage: "the key's `NAME` in the vault"},
-				&cli.StringFlag{Name: "authority", Usage: "Azure Attestation `URL` named in the policy (default: the vault URL, as mock-kms serves both)"},
-				&cli.StringFlag{Name: "key-file", Required: true, Usage: "the key bytes (the LUKS keyfile)"},
-				&cli.StringFlag{Name: "policy", Usage: "release policy JSON `FILE` (Azure's format)"},
-				&cli.StringFlag{Name: "hostdata", Usage: "instead of --policy: admit SEV-SNP containers with this HOST_DATA (64 hex digits)"},
-				&cli.StringFlag{Name: "ca", Usage: "extra trusted CA `PEM`"},
-				&cli.StringFlag{Name: "akv-token", EnvVars: []string{"CHESTFS_AKV_TOKEN"}, Usage: "Key Vault bearer `TOKEN`"},
-				&cli.StringFlag{Name: "out", Usage: "write the key blob to `FILE` (default stdout)"},
-			},
-			Action: importKeyCmd,
+		Action: mockKMSCmd,
+	}
+}
+
+func importKeyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "import-key",
+		Usage:     "import a key into Key Vault (or mock-kms) with a release policy, and write the --skr key blob",
+		ArgsUsage: " ",
+		Description: "The release policy is --policy, or one admitting SEV-SNP containers whose HOST_DATA is --hostdata\n" +
+			"(default: what the fake attestation provider reports here, for mock-kms). The key blob JSON\n" +
+			"(the sidecar's format, for --skr) goes to --out or stdout.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "vault", Required: true, Usage: "Key Vault or Managed HSM `URL`"},
+			&cli.StringFlag{Name: "key-name", Required: true, Usage: "the key's `NAME` in the vault"},
+			&cli.StringFlag{Name: "authority", Usage: "Azure Attestation `URL` named in the policy (default: the vault URL, as mock-kms serves both)"},
+			&cli.StringFlag{Name: "key-file", Required: true, Usage: "the key bytes (the LUKS keyfile)"},
+			&cli.StringFlag{Name: "policy", Usage: "release policy JSON `FILE` (Azure's format)"},
+			&cli.StringFlag{Name: "hostdata", Usage: "instead of --policy: admit SEV-SNP containers with this HOST_DATA (64 hex digits)"},
+			&cli.StringFlag{Name: "ca", Usage: "extra trusted CA `PEM`"},
+			&cli.StringFlag{Name: "akv-token", EnvVars: []string{"CHESTFS_AKV_TOKEN"}, Usage: "Key Vault bearer `TOKEN`"},
+			&cli.StringFlag{Name: "out", Usage: "write the key blob to `FILE` (default stdout)"},
 		},
-	)
+		Action: importKeyCmd,
+	}
 }
 
 func mockKMSCmd(c *cli.Context) error {

@@ -12,14 +12,21 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// commands is filled by the init functions of the files that define them, so
-// that each command lives in a file of its own.
-var commands []*cli.Command
+// commands lists every command; each is defined in the file that implements it.
+func commands() []*cli.Command {
+	return []*cli.Command{
+		mountCommand(), sidecarCommand(),
+		lsCommand(), catCommand(), extractCommand(), decryptCommand(), inspectCommand(),
+		packCommand(), uploadCommand(),
+		mockKMSCommand(), importKeyCommand(),
+	}
+}
 
 func newApp() *cli.App {
 	usageError := func(c *cli.Context, err error, isSub bool) error {
 		return fmt.Errorf("usage: %w (see '%s --help')", err, c.Command.HelpName)
 	}
+	commands := commands()
 	for _, cmd := range commands {
 		if cmd.OnUsageError == nil {
 			cmd.OnUsageError = usageError

@@ -2,85 +2,38 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strings"
-
-	"github.com/urfave/cli/v2"
+	"log/slog"
 
 	"github.com/chestfs/chestfs/blockdev"
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
+	"github.com/chestfs/chestfs/blockdev/cache"
 	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/ext4"
 )
 
-// keyFlags select where the LUKS passphrase (or, with --plain, the volume key) comes from.
-var keyFlags = []cli.Flag{
-	&cli.StringFlag{Name: "key-file", Category: "Key", Usage: "passphrase `FILE`, read whole as cryptsetup --key-file does"},
-	&cli.StringFlag{Name: "key-hex", Category: "Key", Usage: "passphrase bytes in `HEX` (the sidecar's raw-key test mode)"},
-	&cli.StringFlag{Name: "skr", Category: "Key", Usage: "release the key through attestation; `CONFIG.json` is the sidecar's key blob"},
-}
+// openWant says how far open goes.
+type openWant int
 
-// volumeFlags describe the encryption layer when it is not a LUKS header in front of the data.
-var volumeFlags = []cli.Flag{
-	&cli.StringFlag{Name: "header", Category: "Volume", Usage: "detached LUKS header `FILE`"},
-	&cli.BoolFlag{Name: "plain", Category: "Volume", Usage: "no header: plain dm-crypt; the key bytes are the volume key"},
-	&cli.StringFlag{Name: "cipher", Category: "Volume", Value: "aes-xts-plain64", Usage: "plain dm-crypt cipher"},
-	&cli.IntFlag{Name: "key-size", Category: "Volume", Value: 256, Usage: "plain dm-crypt key size in `BITS` (cryptsetup's default 256 uses the first 32 key bytes)"},
-	&cli.IntFlag{Name: "sector-size", Category: "Volume", Value: 512, Usage: "plain dm-crypt sector size (512|1024|2048|4096)"},
-	&cli.Uint64Flag{Name: "offset", Category: "Volume", Usage: "plain dm-crypt data offset in 512-byte `SECTORS`"},
-}
+const (
+	// wantVolume stops at the plaintext volume (decrypt).
+	wantVolume openWant = iota
+	// wantFS goes on to the ext4 filesystem (ls, cat, extract, mount).
+	wantFS
+	// wantInspect reads the LUKS header, and the filesystem too when a key is
+	// given or the source is not encrypted (inspect).
+	wantInspect
+)
 
-func openFlags() []cli.Flag {
-	var f []cli.Flag
-	f = append(f, keyFlags...)
-	f = append(f, skrFlags()...)
-	f = append(f, volumeFlags...)
-	f = append(f, sourceFlags()...)
-	return f
-}
-
-// releaseKey fetches a key through attestation-gated secure key release; skr.go sets it.
-var releaseKey = func(ctx context.Context, c *cli.Context, config string) ([]byte, error) {
-	return nil, errors.New("--skr: key release is not built into this binary")
-}
-
-// readKey returns the key bytes the flags name, or nil when none is given.
-func readKey(ctx context.Context, c *cli.Context) ([]byte, error) {
-	n := 0
-	for _, name := range []string{"key-file", "key-hex", "skr"} {
-		if c.IsSet(name) {
-			n++
-		}
-	}
-	if n > 1 {
-		return nil, errors.New("give at most one of --key-file, --key-hex, --skr")
-	}
-	switch {
-	case c.IsSet("key-file"):
-		k, err := os.ReadFile(c.String("key-file"))
-		if err != nil {
-			return nil, fmt.Errorf("key file: %w", err)
-		}
-		return k, nil
-	case c.IsSet("key-hex"):
-		k, err := hex.DecodeString(strings.TrimSpace(c.String("key-hex")))
-		if err != nil {
-			return nil, errors.New("--key-hex: not a hex string")
-		}
-		return k, nil
-	case c.IsSet("skr"):
-		return releaseKey(ctx, c, c.String("skr"))
-	}
-	return nil, nil
-}
-
-// opened is a source with its volume; close releases both.
+// opened is an image opened as far as asked: the source, its LUKS header,
+// the plaintext volume and the filesystem. Close releases all of them.
 type opened struct {
-	src     blockdev.Source
-	vol     blockdev.Volume
+	src     blockdev.Source // the ciphertext
+	header  *luks.Header    // nil when the source has no LUKS header
+	vol     blockdev.Volume // nil when open stopped at the header
+	fs      *ext4.FS        // nil unless the filesystem was asked for
 	closers []io.Closer
 }
 
@@ -94,40 +47,54 @@ func (o *opened) Close() error {
 	return first
 }
 
-// openVolume opens SOURCE and, when it is encrypted, unlocks it with the key
-// the flags name. A source with no LUKS header and no key is read as an
-// unencrypted image.
-func openVolume(ctx context.Context, c *cli.Context, source string) (*opened, error) {
-	key, err := readKey(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	return openVolumeKey(ctx, c, source, c.String("auth"), key)
-}
+// encrypted reports whether the volume is a decryption of the source.
+func (o *opened) encrypted() bool { return o.vol != nil && o.vol != blockdev.Volume(o.src) }
 
-// openVolumeKey is openVolume with the key and blob credential mode given.
-func openVolumeKey(ctx context.Context, c *cli.Context, source, auth string, key []byte) (*opened, error) {
-	src, closers, err := openSourceAuth(ctx, c, source, auth)
+// open is the one way from a configuration to an opened image, for every
+// command: source (file or blob, cached), LUKS header, key, volume, ext4.
+// A source with no LUKS header and no key is read as an unencrypted image.
+func open(ctx context.Context, cfg openConfig, want openWant) (*opened, error) {
+	src, closers, err := openSource(ctx, cfg.Source)
 	if err != nil {
 		return nil, err
 	}
 	o := &opened{src: src, closers: closers}
-	hdrSrc, err := o.headerSource(c)
-	if err == nil {
-		err = o.unlock(c, hdrSrc, key)
-	}
-	if err != nil {
+	if err := o.openRest(ctx, cfg, want); err != nil {
 		o.Close()
 		return nil, err
 	}
 	return o, nil
 }
 
-// headerSource opens the detached header (--header), or returns nil when the
-// header is in front of the data.
-func (o *opened) headerSource(c *cli.Context) (blockdev.Source, error) {
-	path := c.String("header")
+func (o *opened) openRest(ctx context.Context, cfg openConfig, want openWant) error {
+	hdrSrc, err := o.headerSource(cfg.Volume.Header)
+	if err != nil {
+		return err
+	}
+	if !cfg.Volume.Plain {
+		if err := o.readHeader(hdrSrc, cfg.Volume.Header); err != nil {
+			return err
+		}
+	}
+	if want == wantInspect && o.header != nil && cfg.Key.Kind == keyNone {
+		return nil
+	}
+	key, err := readKey(ctx, cfg.Key, cfg.Release)
+	if err != nil {
+		return err
+	}
+	err = o.unlock(cfg.Volume, hdrSrc, key)
+	clear(key)
+	if err != nil || want == wantVolume {
+		return err
+	}
+	o.fs, err = openExt4(o.vol)
+	return err
+}
+
+// headerSource opens the detached header, or returns nil when the header is
+// in front of the data.
+func (o *opened) headerSource(path string) (blockdev.Source, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -139,58 +106,60 @@ func (o *opened) headerSource(c *cli.Context) (blockdev.Source, error) {
 	return f, nil
 }
 
-// unlock sets o.vol: plain dm-crypt (--plain), a LUKS volume (header in hdrSrc
-// or in front of the data), or the source itself when it has no LUKS header
-// and no key is given.
-func (o *opened) unlock(c *cli.Context, hdrSrc blockdev.Source, key []byte) error {
-	if c.Bool("plain") {
-		if key == nil {
-			return errors.New("--plain needs a key (--key-file, --key-hex or --skr)")
-		}
-		vol, err := luks.OpenPlain(o.src, key, luks.PlainOptions{
-			Cipher:     c.String("cipher"),
-			KeySize:    c.Int("key-size"),
-			SectorSize: c.Int("sector-size"),
-			Offset:     c.Uint64("offset"),
-		})
-		if err != nil {
-			return err
-		}
-		o.vol = vol
-		return nil
-	}
+// readHeader sets o.header when the header source (or the source itself)
+// holds a LUKS header.
+func (o *opened) readHeader(hdrSrc blockdev.Source, hdrPath string) error {
 	probe := o.src
 	if hdrSrc != nil {
 		probe = hdrSrc
 	}
 	if !luks.IsLUKS(probe) {
 		if hdrSrc != nil {
-			return fmt.Errorf("%s: not a LUKS header", c.String("header"))
+			return fmt.Errorf("%s: not a LUKS header", hdrPath)
 		}
+		return nil
+	}
+	hdr, err := luks.ReadHeader(probe)
+	if err != nil {
+		return err
+	}
+	o.header = hdr
+	return nil
+}
+
+// unlock sets o.vol: plain dm-crypt, a LUKS volume, or the source itself
+// when it has no LUKS header and no key is given.
+func (o *opened) unlock(v volumeConfig, hdrSrc blockdev.Source, key []byte) error {
+	switch {
+	case v.Plain:
+		if key == nil {
+			return errors.New("--plain needs a key (--key-file, --key-hex or --skr)")
+		}
+		vol, err := luks.OpenPlain(o.src, key, v.PlainOpts)
+		if err != nil {
+			return err
+		}
+		o.vol = vol
+	case o.header == nil:
 		if key != nil {
 			return errors.New("a key was given but the source has no LUKS header (use --plain for plain dm-crypt)")
 		}
 		o.vol = o.src
-		return nil
-	}
-	if key == nil {
-		// A damaged header is the more useful thing to say than a missing key.
-		if _, err := luks.ReadHeader(probe); err != nil {
+	case key == nil:
+		return errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")
+	default:
+		vol, err := luks.Open(o.src, hdrSrc, key)
+		if err != nil {
 			return err
 		}
-		return errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")
+		o.vol = vol
 	}
-	vol, err := luks.Open(o.src, hdrSrc, key)
-	if err != nil {
-		return err
-	}
-	o.vol = vol
 	return nil
 }
 
 // openExt4 reads the filesystem on the volume.
-func (o *opened) openExt4() (*ext4.FS, error) {
-	fsys, err := ext4.Open(o.vol, o.vol.Size())
+func openExt4(vol blockdev.Volume) (*ext4.FS, error) {
+	fsys, err := ext4.Open(vol, vol.Size())
 	if err != nil {
 		if errors.Is(err, ext4.ErrCorrupt) || errors.Is(err, ext4.ErrUnsupported) {
 			return nil, err
@@ -200,31 +169,26 @@ func (o *opened) openExt4() (*ext4.FS, error) {
 	return fsys, nil
 }
 
-// openFS is openVolume followed by openExt4, for the commands that read files.
-func openFS(ctx context.Context, c *cli.Context, source string) (*opened, *ext4.FS, error) {
-	o, err := openVolume(ctx, c, source)
-	if err != nil {
-		return nil, nil, err
-	}
-	fsys, err := o.openExt4()
-	if err != nil {
-		o.Close()
-		return nil, nil, err
-	}
-	return o, fsys, nil
-}
-
-// args checks the positional argument count.
-func args(c *cli.Context, names ...string) ([]string, error) {
-	a := c.Args().Slice()
-	min := 0
-	for _, n := range names {
-		if !strings.HasPrefix(n, "[") {
-			min++
+// openSource opens a local path or an Azure Blob URL. Blobs get a chunk cache
+// in front; the closers release them in reverse order.
+func openSource(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Closer, error) {
+	if !blobsrc.IsURL(s.Path) {
+		f, err := blockdev.OpenFile(s.Path)
+		if err != nil {
+			return nil, nil, err
 		}
+		return f, []io.Closer{f}, nil
 	}
-	if len(a) < min || len(a) > len(names) {
-		return nil, fmt.Errorf("usage: chestfs %s [options] %s", c.Command.Name, strings.Join(names, " "))
+	retries := s.Retries
+	if s.NoRetries {
+		retries = -1
 	}
-	return a, nil
+	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: retries})
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := cache.New(b, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead, FetchBytes: s.FetchBytes})
+	slog.Debug("blob opened", "url", b.URL(), "type", b.Type(), "etag", b.ETag(), "size", b.Size(), "cache", s.CacheBytes)
+	// The cache logs its own figures when closed (--debug).
+	return ch, []io.Closer{b, ch}, nil
 }

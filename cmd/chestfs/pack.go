@@ -14,42 +14,43 @@ import (
 	"github.com/chestfs/chestfs/pack"
 )
 
-func init() {
-	commands = append(commands,
-		&cli.Command{
-			Name:      "pack",
-			Usage:     "make a sidecar-compatible LUKS2 + ext4 image from a directory, unprivileged",
-			ArgsUsage: "DIR IMAGE",
-			Description: "Builds the ext4 with mkfs.ext4 -d DIR (4 KiB blocks) and writes a LUKS2 volume in process:\n" +
-				"aes-xts-plain64, 512-bit key, 4096-byte sectors, one keyslot. IMAGE appears only when complete.\n" +
-				"The Azure sidecar's recipe: --pbkdf pbkdf2 --iterations 1000 --size 64M.",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "key-file", Usage: "passphrase `FILE` (its bytes exactly, as cryptsetup --key-file)"},
-				&cli.StringFlag{Name: "new-key", Usage: "write a fresh random 32-byte key to `FILE` (mode 0600) and use it"},
-				&cli.StringFlag{Name: "size", Usage: "image `SIZE` including the 16 MiB header (default: DIR plus --headroom)"},
-				&cli.StringFlag{Name: "headroom", Value: pack.DefaultHeadroom, Usage: "free space added to DIR's size (percent and/or bytes)"},
-				&cli.StringFlag{Name: "pbkdf", Value: "argon2id", Usage: "keyslot KDF: argon2id, argon2i or pbkdf2"},
-				&cli.IntFlag{Name: "iterations", Usage: "KDF iterations (pbkdf2) or passes (argon2); 0: the default"},
-				&cli.IntFlag{Name: "pbkdf-memory", Usage: "argon2 memory in `KiB`; 0: the default"},
-				&cli.IntFlag{Name: "pbkdf-parallel", Usage: "argon2 lanes; 0: the default"},
-				&cli.StringFlag{Name: "owner", Usage: "own every file as `UID:GID`"},
-				&cli.StringFlag{Name: "label", Usage: "LUKS2 label"},
-				&cli.BoolFlag{Name: "force", Usage: "replace an existing IMAGE"},
-			},
-			Action: packCmd,
+func packCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pack",
+		Usage:     "make a sidecar-compatible LUKS2 + ext4 image from a directory, unprivileged",
+		ArgsUsage: "DIR IMAGE",
+		Description: "Builds the ext4 with mkfs.ext4 -d DIR (4 KiB blocks) and writes a LUKS2 volume in process:\n" +
+			"aes-xts-plain64, 512-bit key, 4096-byte sectors, one keyslot. IMAGE appears only when complete.\n" +
+			"The Azure sidecar's recipe: --pbkdf pbkdf2 --iterations 1000 --size 64M.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "key-file", Usage: "passphrase `FILE` (its bytes exactly, as cryptsetup --key-file)"},
+			&cli.StringFlag{Name: "new-key", Usage: "write a fresh random 32-byte key to `FILE` (mode 0600) and use it"},
+			&cli.StringFlag{Name: "size", Usage: "image `SIZE` including the 16 MiB header (default: DIR plus --headroom)"},
+			&cli.StringFlag{Name: "headroom", Value: pack.DefaultHeadroom, Usage: "free space added to DIR's size (percent and/or bytes)"},
+			&cli.StringFlag{Name: "pbkdf", Value: "argon2id", Usage: "keyslot KDF: argon2id, argon2i or pbkdf2"},
+			&cli.IntFlag{Name: "iterations", Usage: "KDF iterations (pbkdf2) or passes (argon2); 0: the default"},
+			&cli.IntFlag{Name: "pbkdf-memory", Usage: "argon2 memory in `KiB`; 0: the default"},
+			&cli.IntFlag{Name: "pbkdf-parallel", Usage: "argon2 lanes; 0: the default"},
+			&cli.StringFlag{Name: "owner", Usage: "own every file as `UID:GID`"},
+			&cli.StringFlag{Name: "label", Usage: "LUKS2 label"},
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing IMAGE"},
 		},
-		&cli.Command{
-			Name:      "upload",
-			Usage:     "upload an image to Azure Blob Storage as a page blob (the sidecar's format) or a block blob",
-			ArgsUsage: "IMAGE BLOB-URL",
-			Flags: []cli.Flag{
-				&cli.BoolFlag{Name: "block", Usage: "upload a block blob instead of a page blob"},
-				&cli.StringFlag{Name: "auth", Value: "auto", Usage: "credentials: auto, anonymous, sas, azuread, sharedkey"},
-				&cli.IntFlag{Name: "parallel", Value: 8, Usage: "requests in flight"},
-			},
-			Action: uploadCmd,
+		Action: packCmd,
+	}
+}
+
+func uploadCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "upload",
+		Usage:     "upload an image to Azure Blob Storage as a page blob (the sidecar's format) or a block blob",
+		ArgsUsage: "IMAGE BLOB-URL",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "block", Usage: "upload a block blob instead of a page blob"},
+			&cli.StringFlag{Name: "auth", Value: "auto", Usage: "credentials: auto, anonymous, sas, azuread, sharedkey"},
+			&cli.IntFlag{Name: "parallel", Value: 8, Usage: "requests in flight"},
 		},
-	)
+		Action: uploadCmd,
+	}
 }
 
 // signalContext is cancelled by SIGINT/SIGTERM so that long jobs clean up.

@@ -2,13 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,91 +19,34 @@ import (
 	"github.com/chestfs/chestfs/internal/extract"
 )
 
-func init() {
-	commands = append(commands,
-		&cli.Command{
-			Name:      "ls",
-			Usage:     "list a directory of the image, ls -la style (no FUSE needed)",
-			ArgsUsage: "SOURCE [PATH]",
-			Flags:     openFlags(),
-			Action:    lsCmd,
-		},
-		&cli.Command{
-			Name:      "cat",
-			Usage:     "write a file of the image to standard output (no FUSE needed)",
-			ArgsUsage: "SOURCE PATH",
-			Flags:     openFlags(),
-			Action:    catCmd,
-		},
-		&cli.Command{
-			Name:      "extract",
-			Usage:     "copy the whole tree out of the image (owners and device nodes when root; sparse files stay sparse)",
-			ArgsUsage: "SOURCE DESTDIR",
-			Flags:     openFlags(),
-			Action:    extractCmd,
-		},
-	)
+func lsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Usage:     "list a directory of the image, ls -la style (no FUSE needed)",
+		ArgsUsage: "SOURCE [PATH]",
+		Flags:     openFlags(),
+		Action:    lsCmd,
+	}
 }
 
-// maxSymlinkHops bounds symlink resolution as the kernel does (ELOOP after 40).
-const maxSymlinkHops = 40
-
-// resolve walks an absolute or root-relative path to an inode. With follow, a
-// symlink in the last component is followed too.
-func resolve(fsys *ext4.FS, p string, follow bool) (uint64, error) {
-	hops := 0
-	var walk func(start uint64, p string, follow bool) (uint64, error)
-	walk = func(start uint64, p string, follow bool) (uint64, error) {
-		if strings.HasPrefix(p, "/") {
-			start = ext4.RootIno
-		}
-		parts := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
-		dir := start
-		stack := []uint64{ext4.RootIno}
-		if start != ext4.RootIno {
-			stack = append(stack, start)
-		}
-		for i, name := range parts {
-			switch name {
-			case ".":
-				continue
-			case "..":
-				if len(stack) > 1 {
-					stack = stack[:len(stack)-1]
-				}
-				dir = stack[len(stack)-1]
-				continue
-			}
-			ino, err := fsys.Lookup(dir, name)
-			if err != nil {
-				return 0, fmt.Errorf("%s: %w", p, err)
-			}
-			last := i == len(parts)-1
-			if !last || follow {
-				st, err := fsys.Stat(ino)
-				if err != nil {
-					return 0, err
-				}
-				if st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
-					if hops++; hops > maxSymlinkHops {
-						return 0, fmt.Errorf("%s: too many levels of symbolic links", p)
-					}
-					target, err := fsys.Readlink(ino)
-					if err != nil {
-						return 0, err
-					}
-					ino, err = walk(dir, target, true)
-					if err != nil {
-						return 0, err
-					}
-				}
-			}
-			dir = ino
-			stack = append(stack, ino)
-		}
-		return dir, nil
+func catCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "cat",
+		Usage:     "write a file of the image to standard output (no FUSE needed)",
+		ArgsUsage: "SOURCE PATH",
+		Flags:     openFlags(),
+		Action:    catCmd,
 	}
-	return walk(ext4.RootIno, p, follow)
+}
+
+func extractCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "extract",
+		Usage:     "copy the whole tree out of the image (owners and device nodes when root; sparse files stay sparse)",
+		ArgsUsage: "SOURCE DESTDIR",
+		Flags:     openFlags(),
+		Action:    extractCmd,
+	}
 }
 
 func lsCmd(c *cli.Context) error {
@@ -218,12 +161,16 @@ func withFS(c *cli.Context, usage []string, fn func(a []string, fsys *ext4.FS) e
 	if err != nil {
 		return err
 	}
-	o, fsys, err := openFS(c.Context, c, a[0])
+	cfg, err := openConfigFrom(c, a[0])
+	if err != nil {
+		return err
+	}
+	o, err := open(c.Context, cfg, wantFS)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	return fn(a, fsys)
+	return fn(a, o.fs)
 }
 
 func catCmd(c *cli.Context) error {
@@ -262,16 +209,16 @@ func (r inodeReader) ReadAt(p []byte, off int64) (int, error) { return r.fsys.Re
 
 func extractCmd(c *cli.Context) error {
 	return withFS(c, []string{"SOURCE", "DESTDIR"}, func(a []string, fsys *ext4.FS) error {
-		return extractTo(c, a, fsys)
+		return extractTo(c.Context, a[1], fsys)
 	})
 }
 
-func extractTo(c *cli.Context, a []string, fsys *ext4.FS) error {
+func extractTo(ctx context.Context, dest string, fsys *ext4.FS) error {
 	start := time.Now()
-	n, err := extract.Tree(c.Context, fsys, a[1], extract.Options{Owners: os.Geteuid() == 0})
+	n, err := extract.Tree(ctx, fsys, dest, extract.Options{Owners: os.Geteuid() == 0})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "extracted %d entries to %s in %s\n", n, a[1], time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "extracted %d entries to %s in %s\n", n, dest, time.Since(start).Round(time.Millisecond))
 	return nil
 }

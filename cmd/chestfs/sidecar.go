@@ -2,33 +2,27 @@ package main
 
 import (
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
-	"github.com/chestfs/chestfs/fusefs"
 	"github.com/chestfs/chestfs/skr"
 )
 
-func init() {
+func sidecarCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "config", EnvVars: []string{"EncfsSideCarArgs"},
 			Usage: "the sidecar's configuration: base64 of {\"azure_filesystems\":[...]} (default: $EncfsSideCarArgs)"},
-		&cli.BoolFlag{Name: "allow-other", Usage: "let other users (the application container's) see the mounts"},
 	}
-	flags = append(flags, skrFlags()...)
+	flags = append(flags, serveFlags()...)
+	flags = append(flags, releaseFlags()...)
 	flags = append(flags, sourceFlags()...)
-	commands = append(commands, &cli.Command{
+	return &cli.Command{
 		Name:  "sidecar",
 		Usage: "mount every filesystem of the Azure encfs sidecar's configuration, read-only, as the sidecar would",
 		Description: "Reads the configuration the confidential-sidecar-containers encfs image takes (EncfsSideCarArgs),\n" +
@@ -36,7 +30,7 @@ func init() {
 			"mount_point. Runs in the foreground; SIGINT/SIGTERM unmount everything.",
 		Flags:  flags,
 		Action: sidecarCmd,
-	})
+	}
 }
 
 // sidecarConfig is the encfs sidecar's configuration (cmd/remotefs).
@@ -109,88 +103,51 @@ func sidecarCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
-
-	type mounted struct {
-		srv *fusefs.Server
-		mp  string
-		o   *opened
+	src, err := sourceConfigFrom(c)
+	if err != nil {
+		return err
 	}
-	var mounts []mounted
-	unmountAll := func() {
-		for i := len(mounts) - 1; i >= 0; i-- {
-			if err := mounts[i].srv.Unmount(); err != nil {
-				slog.Warn("unmount failed; detaching lazily", "mountpoint", mounts[i].mp, "err", err)
-				lazyUnmount(mounts[i].mp)
-			}
-			mounts[i].o.Close()
-		}
+	rel, err := releaseConfigFrom(c)
+	if err != nil {
+		return err
 	}
+	var auth string
+	if c.IsSet("auth") {
+		auth = c.String("auth")
+	}
+	specs := make([]mountSpec, len(cfg.AzureFilesystems))
 	for i, f := range cfg.AzureFilesystems {
-		key, err := sidecarKey(c, f)
-		if err != nil {
-			unmountAll()
-			return fmt.Errorf("%s: %w", f.MountPoint, err)
-		}
-		auth := "anonymous"
-		if f.AzureURLPrivate {
-			auth = "azuread"
-		}
-		if blobsrc.IsURL(f.AzureURL) && strings.Contains(f.AzureURL, "sig=") {
-			auth = "sas"
-		}
-		if c.IsSet("auth") {
-			auth = c.String("auth")
-		}
-		o, err := openVolumeKey(c.Context, c, f.AzureURL, auth, key)
-		clear(key)
-		if err != nil {
-			unmountAll()
-			return fmt.Errorf("%s: %w", f.MountPoint, err)
-		}
-		fsys, err := o.openExt4()
-		if err == nil {
-			err = os.MkdirAll(f.MountPoint, 0o755)
-		}
-		if err == nil && isMountPoint(f.MountPoint) {
-			err = fmt.Errorf("mountpoint %s is busy", f.MountPoint)
-		}
-		var srv *fusefs.Server
-		if err == nil {
-			srv, err = fusefs.Mount(fsys, f.MountPoint, fusefs.Options{AllowOther: c.Bool("allow-other"), FsName: displaySource(f.AzureURL)})
-		}
-		if err != nil {
-			o.Close()
-			unmountAll()
-			return fmt.Errorf("%s: %w", f.MountPoint, err)
-		}
-		mounts = append(mounts, mounted{srv, f.MountPoint, o})
-		slog.Info("mounted", "n", i, "source", displaySource(f.AzureURL), "mountpoint", f.MountPoint)
+		specs[i] = f.mountSpec(src, rel, auth)
 	}
-	s := <-sig
-	slog.Info("unmounting", "signal", s.String())
-	unmountAll()
-	return nil
+	return serve(c.Context, specs, serveOptionsFrom(c))
 }
 
-// sidecarKey returns the filesystem's key: raw_key (hex, the sidecar's test
-// mode) or a secure key release of its key blob.
-func sidecarKey(c *cli.Context, f sidecarFS) ([]byte, error) {
-	if f.RawKey != "" {
-		k, err := hex.DecodeString(strings.TrimSpace(f.RawKey))
-		if err != nil {
-			return nil, errors.New("raw_key is not a hex string")
+// mountSpec turns one azure_filesystems entry into what serve mounts: the
+// shared source and release settings, the entry's URL, credential mode and
+// key. auth, when set, overrides the mode the entry implies.
+func (f sidecarFS) mountSpec(src sourceConfig, rel releaseConfig, auth string) mountSpec {
+	src.Path = f.AzureURL
+	switch {
+	case auth != "":
+		src.Auth = auth
+	case blobsrc.IsURL(f.AzureURL) && strings.Contains(f.AzureURL, "sig="):
+		src.Auth = "sas"
+	case f.AzureURLPrivate:
+		src.Auth = "azuread"
+	default:
+		src.Auth = "anonymous"
+	}
+	key := keyConfig{Kind: keyHex, Hex: strings.TrimSpace(f.RawKey)}
+	if f.RawKey == "" {
+		blob := *f.Key
+		if blob.KeyDerivation == nil {
+			blob.KeyDerivation = f.KeyDerivation
 		}
-		return k, nil
+		key = keyConfig{Kind: keyRelease, Blob: &blob}
 	}
-	blob := *f.Key
-	if blob.KeyDerivation == nil {
-		blob.KeyDerivation = f.KeyDerivation
+	return mountSpec{
+		Config:     openConfig{Source: src, Key: key, Release: rel},
+		Mountpoint: f.MountPoint,
+		Create:     true,
 	}
-	if err := blob.Validate(); err != nil {
-		return nil, err
-	}
-	return release(c.Context, c, &blob)
 }

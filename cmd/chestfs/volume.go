@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,27 +14,27 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/chestfs/chestfs/blockdev"
-	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/ext4"
 )
 
-func init() {
-	commands = append(commands,
-		&cli.Command{
-			Name:      "decrypt",
-			Usage:     "write the plaintext volume to OUTFILE (like cryptsetup open + dd; sparse)",
-			ArgsUsage: "SOURCE OUTFILE",
-			Flags:     openFlags(),
-			Action:    decryptCmd,
-		},
-		&cli.Command{
-			Name:      "inspect",
-			Usage:     "show the LUKS header (no key needed) and, with a key, the filesystem's figures",
-			ArgsUsage: "SOURCE",
-			Flags:     append(openFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
-			Action:    inspectCmd,
-		},
-	)
+func decryptCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "decrypt",
+		Usage:     "write the plaintext volume to OUTFILE (like cryptsetup open + dd; sparse)",
+		ArgsUsage: "SOURCE OUTFILE",
+		Flags:     openFlags(),
+		Action:    decryptCmd,
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "show the LUKS header (no key needed) and, with a key, the filesystem's figures",
+		ArgsUsage: "SOURCE",
+		Flags:     append(openFlags(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+		Action:    inspectCmd,
+	}
 }
 
 func decryptCmd(c *cli.Context) error {
@@ -41,12 +42,16 @@ func decryptCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o, err := openVolume(c.Context, c, a[0])
+	cfg, err := openConfigFrom(c, a[0])
+	if err != nil {
+		return err
+	}
+	o, err := open(c.Context, cfg, wantVolume)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	if o.vol == o.src {
+	if !o.encrypted() {
 		return errors.New("the source is not encrypted: nothing to decrypt")
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(a[1]), "."+filepath.Base(a[1])+".*")
@@ -55,7 +60,7 @@ func decryptCmd(c *cli.Context) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := copySparse(c, tmp, o.vol); err != nil {
+	if err := copySparse(c.Context, tmp, o.vol); err != nil {
 		return fmt.Errorf("decrypt: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
@@ -65,12 +70,12 @@ func decryptCmd(c *cli.Context) error {
 }
 
 // copySparse copies a volume, leaving holes where whole 4 KiB blocks are zero.
-func copySparse(c *cli.Context, w *os.File, vol blockdev.Volume) error {
+func copySparse(ctx context.Context, w *os.File, vol blockdev.Volume) error {
 	buf := make([]byte, 4<<20)
 	zero := make([]byte, 4096)
 	size := vol.Size()
 	for off := int64(0); off < size; {
-		if err := c.Context.Err(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		n := min(int64(len(buf)), size-off)
@@ -96,44 +101,22 @@ func inspectCmd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]any{}
-	src, closers, err := openSource(c.Context, c, a[0])
+	cfg, err := openConfigFrom(c, a[0])
 	if err != nil {
 		return err
 	}
-	o := &opened{src: src, closers: closers}
+	o, err := open(c.Context, cfg, wantInspect)
+	if err != nil {
+		return err
+	}
 	defer o.Close()
-	hdrSrc, err := o.headerSource(c)
-	if err != nil {
-		return err
-	}
-	probe := src
-	if hdrSrc != nil {
-		probe = hdrSrc
-	}
-	var hdr *luks.Header
-	if luks.IsLUKS(probe) {
-		if hdr, err = luks.ReadHeader(probe); err != nil {
-			return err
-		}
+	out := map[string]any{}
+	hdr := o.header
+	if hdr != nil {
 		out["luks"] = hdr
 	}
-	withKey := c.IsSet("key-file") || c.IsSet("key-hex") || c.IsSet("skr")
-	if withKey || hdr == nil {
-		key, err := readKey(c.Context, c)
-		if err != nil {
-			return err
-		}
-		err = o.unlock(c, hdrSrc, key)
-		clear(key)
-		if err != nil {
-			return err
-		}
-		fsys, err := o.openExt4()
-		if err != nil {
-			return err
-		}
-		out["ext4"] = ext4Summary{Info: fsys.Info(), Statfs: fsys.Statfs()}
+	if o.fs != nil {
+		out["ext4"] = ext4Summary{Info: o.fs.Info(), Statfs: o.fs.Statfs()}
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
