@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/cache"
 	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/pack"
@@ -21,8 +23,9 @@ import (
 // keyFlags select where the LUKS passphrase (or, with --plain, the volume key) comes from.
 func keyFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "key-file", Category: "Key", Usage: "passphrase `FILE`, read whole as cryptsetup --key-file does"},
-		&cli.StringFlag{Name: "key-hex", Category: "Key", Usage: "passphrase bytes in `HEX` (the sidecar's raw-key test mode)"},
+		&cli.StringFlag{Name: "key-file", Category: "Key", Usage: "passphrase `FILE`, read whole as cryptsetup --key-file does; - reads standard input"},
+		&cli.StringFlag{Name: "key-hex", Category: "Key", EnvVars: []string{"CHESTFS_KEY_HEX"},
+			Usage: "passphrase bytes in `HEX` (the sidecar's raw-key test mode); on the command line every user can read it: prefer $CHESTFS_KEY_HEX or --key-file -"},
 		&cli.StringFlag{Name: "skr", Category: "Key", Usage: "release the key through attestation; `CONFIG.json` is the sidecar's key blob"},
 	}
 }
@@ -54,6 +57,8 @@ func volumeFlags() []cli.Flag {
 func sourceFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "auth", Category: "Source", Value: "auto", Usage: "blob credentials: auto, anonymous, sas, azuread, sharedkey"},
+		&cli.StringFlag{Name: "sas-file", Category: "Source", EnvVars: []string{"CHESTFS_SAS_FILE"},
+			Usage: "read the blob's SAS query string (sv=...&sig=...) from `FILE` instead of putting it in the URL (also $CHESTFS_SAS)"},
 		&cli.StringFlag{Name: "cache-size", Category: "Source", Value: "256M", Usage: "memory for cached blob chunks (`SIZE`, K/M/G suffixes)"},
 		&cli.IntFlag{Name: "readahead", Category: "Source", Value: cache.DefaultReadahead, Usage: "chunks read ahead on sequential access (0 turns it off)"},
 		&cli.StringFlag{Name: "fetch-size", Category: "Source", Value: "8M", Usage: "most bytes one readahead GET reads (`SIZE`): larger requests cost the service and the bill less"},
@@ -79,7 +84,9 @@ func openConfigFrom(c *cli.Context, source string) (openConfig, error) {
 	if cfg.Source, err = sourceConfigFrom(c); err != nil {
 		return cfg, err
 	}
-	cfg.Source.Path = source
+	if cfg.Source.Path, err = withSAS(c, source); err != nil {
+		return cfg, err
+	}
 	if cfg.Key, err = keyConfigFrom(c); err != nil {
 		return cfg, err
 	}
@@ -130,6 +137,7 @@ func keyConfigFrom(c *cli.Context) (keyConfig, error) {
 	case c.IsSet("key-file"):
 		return keyConfig{Kind: keyFile, File: c.String("key-file")}, nil
 	case c.IsSet("key-hex"):
+		warnSecretOnArgv("key-hex", "$CHESTFS_KEY_HEX or --key-file -")
 		return keyConfig{Kind: keyHex, Hex: strings.TrimSpace(c.String("key-hex"))}, nil
 	case c.IsSet("skr"):
 		b, err := os.ReadFile(c.String("skr"))
@@ -148,6 +156,7 @@ func keyConfigFrom(c *cli.Context) (keyConfig, error) {
 // releaseConfigFrom parses the key-release flags.
 func releaseConfigFrom(c *cli.Context) (releaseConfig, error) {
 	r := releaseConfig{Attestation: c.String("attestation"), Token: c.String("akv-token")}
+	warnSecretOnArgv("akv-token", "$CHESTFS_AKV_TOKEN")
 	if path := c.String("ca"); path != "" {
 		pem, err := os.ReadFile(path)
 		if err != nil {
@@ -185,4 +194,57 @@ func args(c *cli.Context, names ...string) ([]string, error) {
 		return nil, fmt.Errorf("usage: chestfs %s [options] %s", c.Command.Name, strings.Join(names, " "))
 	}
 	return a, nil
+}
+
+// warnSecretOnArgv warns when the secret flag name was given on the command
+// line, where /proc/PID/cmdline shows it to every user of the machine.
+func warnSecretOnArgv(name, instead string) {
+	if onArgv(name) {
+		slog.Warn("a secret on the command line is readable by every user through /proc/PID/cmdline", "flag", "--"+name, "instead", instead)
+	}
+}
+
+// onArgv reports whether --name (or -name) appears among the process's arguments.
+func onArgv(name string) bool {
+	for _, a := range os.Args[1:] {
+		if a == "--" {
+			break
+		}
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// withSAS adds the SAS from --sas-file or $CHESTFS_SAS to a blob URL, and
+// warns when the URL on the command line carries one itself.
+func withSAS(c *cli.Context, source string) (string, error) {
+	sas := os.Getenv("CHESTFS_SAS")
+	if path := c.String("sas-file"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("--sas-file: %w", err)
+		}
+		sas = string(b)
+	}
+	sas = strings.TrimPrefix(strings.TrimSpace(sas), "?")
+	if !blobsrc.IsURL(source) {
+		if sas != "" && c.IsSet("sas-file") {
+			return "", errors.New("--sas-file is for blob URLs")
+		}
+		return source, nil
+	}
+	if strings.Contains(source, "sig=") {
+		slog.Warn("a SAS in the URL on the command line is readable by every user through /proc/PID/cmdline; use --sas-file or $CHESTFS_SAS")
+		return source, nil
+	}
+	if sas == "" {
+		return source, nil
+	}
+	if strings.Contains(source, "?") {
+		return source + "&" + sas, nil
+	}
+	return source + "?" + sas, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/chestfs/chestfs/attest"
@@ -16,6 +17,13 @@ import (
 func readKey(ctx context.Context, k keyConfig, r releaseConfig) ([]byte, error) {
 	switch k.Kind {
 	case keyFile:
+		if k.File == "-" {
+			key, err := io.ReadAll(os.Stdin)
+			if err != nil {
+				return nil, fmt.Errorf("key from standard input: %w", err)
+			}
+			return key, nil
+		}
 		key, err := os.ReadFile(k.File)
 		if err != nil {
 			return nil, fmt.Errorf("key file: %w", err)

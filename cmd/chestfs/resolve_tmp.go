@@ -2,9 +2,10 @@ package main
 
 import (
 	"fmt"
-	"github.com/chestfs/chestfs/ext4"
 	"strings"
 	"syscall"
+
+	"github.com/chestfs/chestfs/ext4"
 )
 
 // maxSymlinkHops bounds symlink resolution as the kernel does (ELOOP after 40).

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
@@ -89,6 +91,14 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 			return nil, fmt.Errorf("%s: dm_verity is not supported", name)
 		case f.RawKey == "" && f.Key == nil:
 			return nil, fmt.Errorf("%s: neither key nor raw_key is given", name)
+		case f.RawKey != "" && f.Key != nil:
+			return nil, fmt.Errorf("%s: both key and raw_key are given: raw_key would skip the attested key release; give one", name)
+		}
+		if f.RawKey != "" {
+			if _, err := hex.DecodeString(strings.TrimSpace(f.RawKey)); err != nil {
+				return nil, fmt.Errorf("%s: raw_key is not a hex string", name)
+			}
+			slog.Warn("raw_key: the key is taken from the configuration, not released through attestation (a test mode)", "mount_point", f.MountPoint)
 		}
 		seen[filepath.Clean(f.MountPoint)] = true
 	}

@@ -34,8 +34,11 @@ func TestSidecarConfigRefusals(t *testing.T) {
 			"dm_verity": map[string]any{"root_hash": "00"}}), "dm_verity"},
 		"relative mount point": {sidecarArgs(t, map[string]any{"mount_point": "x", "azure_url": img, "raw_key": fmtHex(key)}), "absolute"},
 		"no key":               {sidecarArgs(t, map[string]any{"mount_point": "/tmp/x", "azure_url": img}), "key"},
-		"not base64":           {"!!!", "base64"},
-		"empty list":           {sidecarArgs(t), "no azure_filesystems"},
+		"raw_key and key": {sidecarArgs(t, map[string]any{"mount_point": "/tmp/x", "azure_url": img, "raw_key": fmtHex(key),
+			"key": map[string]any{"kid": "k", "kty": "oct-HSM", "authority": map[string]any{"endpoint": "maa.example"}, "akv": map[string]any{"endpoint": "kv.example"}}}),
+			"both key and raw_key"},
+		"not base64": {"!!!", "base64"},
+		"empty list": {sidecarArgs(t), "no azure_filesystems"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
