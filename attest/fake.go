@@ -81,8 +81,19 @@ type FakeOptions struct {
 	Policy []byte
 	// Context overrides LoadSecurityContext (for its policy and reference info).
 	Context *SecurityContext
-	Logger  *slog.Logger
+	// NoReferenceInfo sends no UVM reference info (endorsement) when the
+	// security context has none, instead of FakeReferenceInfo: Azure
+	// Attestation, and mock-kms, then give no x-ms-compliance-status, and
+	// the default release policy refuses the key.
+	NoReferenceInfo bool
+	Logger          *slog.Logger
 }
+
+// FakeReferenceInfo is the UVM reference info the fake provider sends when
+// the security context has none, so that mock-kms sees an endorsed UVM as
+// Azure Attestation would for a real confidential container. It is not a
+// signed COSE document: mock-kms does not check UVM signatures.
+var FakeReferenceInfo = []byte("chestfs fake UVM reference info: not signed, proves nothing")
 
 // Fake produces SEV-SNP reports signed by go-sev-guest's test-only AMD keys.
 // Anyone can forge such reports: it proves nothing and exists so that the
@@ -114,6 +125,9 @@ func NewFake(opts FakeOptions) (*Fake, error) {
 			policy = sc.SecurityPolicy
 		}
 		f.refInfo = sc.ReferenceInfo
+	}
+	if len(f.refInfo) == 0 && !opts.NoReferenceInfo {
+		f.refInfo = FakeReferenceInfo
 	}
 	f.hostData = FakeHostData(policy)
 	if _, err := fakeChain(); err != nil {

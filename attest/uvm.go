@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxContextFile bounds every file or response read for the security context.
@@ -180,14 +181,26 @@ func readLimited(path string) ([]byte, error) {
 // DefaultTHIMURL is the instance-metadata endpoint serving the host's VCEK bundle.
 const DefaultTHIMURL = "http://169.254.169.254/metadata/THIM/amd/certification"
 
+// THIMTimeout bounds the THIM request, also with a caller's client: the
+// metadata service answers in milliseconds or not at all (no IMDS here).
+const THIMTimeout = 20 * time.Second
+
+// thimClient follows no redirect: the metadata service never sends one,
+// and the Metadata header must not reach another host.
+var thimClient = &http.Client{Timeout: THIMTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+	return errors.New("redirect refused")
+}}
+
 // FetchTHIM gets the VCEK bundle from the instance metadata service.
 func FetchTHIM(ctx context.Context, client *http.Client, url string) (*HostAMDCert, error) {
 	if client == nil {
-		client = http.DefaultClient
+		client = thimClient
 	}
 	if url == "" {
 		url = DefaultTHIMURL
 	}
+	ctx, cancel := context.WithTimeout(ctx, THIMTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("attest: THIM: %w", err)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +29,17 @@ var (
 	ErrBadResponse  = errors.New("invalid response")           // release response failed verification
 	ErrTLS          = errors.New("TLS failure")                // certificate not trusted / handshake failed
 	ErrDNS          = errors.New("DNS lookup failed")          // host name does not resolve
+	// ErrTokenHost: the Key Vault bearer token would go to a host that is
+	// not a Key Vault or Managed HSM of an Azure cloud nor loopback.
+	ErrTokenHost = errors.New("not a Key Vault host")
+	// ErrInsecure: a test-only mode (fake evidence) aimed at a non-loopback service.
+	ErrInsecure = errors.New("test-only mode refused for a non-loopback endpoint")
+	// ErrRedirect: a server answered with a redirect; none is followed.
+	ErrRedirect = errors.New("redirect refused")
 )
+
+// DefaultTimeout bounds each HTTP request (one try, body included).
+const DefaultTimeout = 60 * time.Second
 
 // Options configure the attestation and release clients. The zero value
 // talks to Azure with the system roots and azidentity credentials.
@@ -51,8 +62,95 @@ type Options struct {
 	// empty leaves the vault's default (CKM_RSA_AES_KEY_WRAP).
 	Enc string
 	// Now is the clock for token and certificate checks (default time.Now).
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
+	// Timeout bounds each try of each request, body included (default
+	// DefaultTimeout), also with a caller's HTTPClient.
+	Timeout time.Duration
+	// TokenHosts are extra hosts the Key Vault bearer token may be sent to:
+	// "host" exactly or "*.suffix". Without them it goes only to Key Vault
+	// and Managed HSM hosts of the Azure clouds (KeyVaultHostSuffixes) and
+	// to loopback (mock-kms).
+	TokenHosts []string
+	// Insecure lets evidence from the fake attestation provider go to a
+	// non-loopback authority (a mock-kms on another host). Without it, that
+	// is refused with ErrInsecure: fake evidence proves nothing.
+	Insecure bool
+	Logger   *slog.Logger
+}
+
+// KeyVaultHostSuffixes are the Key Vault and Managed HSM endpoints of the
+// public, China and US Government clouds.
+var KeyVaultHostSuffixes = []string{
+	".vault.azure.net", ".managedhsm.azure.net",
+	".vault.azure.cn", ".managedhsm.azure.cn",
+	".vault.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net",
+}
+
+// IsLoopbackHost reports whether host (no port) is localhost or a loopback
+// address (127.0.0.0/8, ::1). Names are not resolved: DNS is untrusted.
+func IsLoopbackHost(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IsLoopbackURL reports whether endpoint ("host[:port]" or an https URL, as
+// in key blobs) names a loopback host: a local mock-kms.
+func IsLoopbackURL(endpoint string) bool {
+	base, err := NormalizeEndpoint(endpoint)
+	if err != nil {
+		return false
+	}
+	u, err := url.Parse(base)
+	return err == nil && IsLoopbackHost(u.Hostname())
+}
+
+// tokenHostAllowed says whether the Key Vault bearer token may go to host.
+func (o *Options) tokenHostAllowed(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if IsLoopbackHost(h) {
+		return true
+	}
+	for _, s := range KeyVaultHostSuffixes {
+		if strings.HasSuffix(h, s) && len(h) > len(s) {
+			return true
+		}
+	}
+	for _, a := range o.TokenHosts {
+		a = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(a)), ".")
+		if suffix, ok := strings.CutPrefix(a, "*"); ok && suffix != "" && strings.HasPrefix(suffix, ".") {
+			if strings.HasSuffix(h, suffix) && len(h) > len(suffix) {
+				return true
+			}
+		} else if a != "" && a == h {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *Options) checkTokenHost(host string) error {
+	if o.tokenHostAllowed(host) {
+		return nil
+	}
+	return fmt.Errorf("skr: key vault %s: %w: the bearer token goes only to *.vault.azure.net, *.managedhsm.azure.net "+
+		"(and the China and US Government clouds' equivalents) or loopback; name other hosts in TokenHosts", host, ErrTokenHost)
+}
+
+func (o *Options) timeout() time.Duration {
+	if o.Timeout > 0 {
+		return o.Timeout
+	}
+	return DefaultTimeout
+}
+
+// noRedirect refuses every redirect: a redirect could carry the bearer
+// token or the attestation token to another host.
+func noRedirect(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("%w to %s", ErrRedirect, req.URL.Host)
 }
 
 func (o *Options) now() time.Time {
@@ -91,7 +189,7 @@ func (o *Options) client() (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+	return &http.Client{Transport: tr, Timeout: o.timeout(), CheckRedirect: noRedirect}, nil
 }
 
 // withClient returns a copy of o whose HTTPClient is built once, so the
@@ -170,6 +268,8 @@ func netError(what string, err error) error {
 		return fmt.Errorf("skr: %s: %w: server certificate not trusted (pass the CA with --ca?): %v", what, ErrTLS, err)
 	case errors.As(err, &recErr):
 		return fmt.Errorf("skr: %s: %w: server does not speak TLS", what, ErrTLS)
+	case errors.Is(err, ErrRedirect):
+		return fmt.Errorf("skr: %s: %w", what, ErrRedirect)
 	}
 	return fmt.Errorf("skr: %s: %w", what, err)
 }
@@ -183,10 +283,42 @@ func retryable(err error) bool {
 	var unknownAuth x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var recErr tls.RecordHeaderError
-	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &recErr) {
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &recErr) ||
+		errors.Is(err, ErrRedirect) {
 		return false
 	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	// A try that ran out of Options.Timeout is retried; do stops when the
+	// caller's own context is done.
+	return !errors.Is(err, context.Canceled)
+}
+
+// try sends one request and reads the answer within Options.Timeout.
+func (o *Options) try(ctx context.Context, c *http.Client, method, url string, header http.Header, body []byte) (*http.Response, []byte, error) {
+	tctx, cancel := context.WithTimeout(ctx, o.timeout())
+	defer cancel()
+	req, err := http.NewRequestWithContext(tctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err == nil && len(data) > maxResponse {
+		err = fmt.Errorf("response larger than %d bytes", maxResponse)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading response: %w", err)
+	}
+	return resp, data, nil
 }
 
 // do sends the request, retrying network errors, 429 and 5xx with bounded
@@ -197,6 +329,10 @@ func (o *Options) do(ctx context.Context, what, method, url string, header http.
 	if err != nil {
 		return 0, nil, err
 	}
+	// A caller's client follows no redirect either.
+	nc := *c
+	nc.CheckRedirect = noRedirect
+	c = &nc
 	attempts := o.Attempts
 	if attempts <= 0 {
 		attempts = 4
@@ -217,32 +353,13 @@ func (o *Options) do(ctx context.Context, what, method, url string, header http.
 			}
 			delay = min(2*delay, 8*time.Second)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-		if err != nil {
-			return 0, nil, fmt.Errorf("skr: %s: %w", what, err)
-		}
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := c.Do(req)
+		resp, data, err := o.try(ctx, c, method, url, header, body)
 		if err != nil {
 			if !retryable(err) || ctx.Err() != nil {
 				return 0, nil, netError(what, err)
 			}
 			lastErr = netError(what, err)
 			o.log().Warn("request failed, retrying", "what", what, "attempt", i+1, "err", err)
-			continue
-		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-		resp.Body.Close()
-		if err == nil && len(data) > maxResponse {
-			err = fmt.Errorf("response larger than %d bytes", maxResponse)
-		}
-		if err != nil {
-			lastErr = fmt.Errorf("skr: %s: reading response: %w", what, err)
 			continue
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {

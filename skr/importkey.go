@@ -53,11 +53,13 @@ func ImportJWK(ctx context.Context, vaultURL, name string, jwk map[string]any, p
 	if !keyNameRE.MatchString(name) {
 		return "", fmt.Errorf("skr: bad key name %q", name)
 	}
-	var pol Policy
-	if err := json.Unmarshal(policy, &pol); err != nil {
-		return "", fmt.Errorf("skr: release policy: %w", err)
+	if _, err := ParsePolicy(policy); err != nil {
+		return "", err
 	}
 	u, _ := url.Parse(base)
+	if err := opts.checkTokenHost(u.Hostname()); err != nil {
+		return "", err
+	}
 	opts, done, err := opts.withClient()
 	if err != nil {
 		return "", err

@@ -91,6 +91,9 @@ func Attest(ctx context.Context, authority string, ev *attest.Evidence, opts Opt
 	if err != nil {
 		return "", nil, fmt.Errorf("skr: attestation authority: %w", err)
 	}
+	if ev != nil && ev.Fake && !opts.Insecure && !IsLoopbackURL(base) {
+		return "", nil, fmt.Errorf("skr: attestation %s: %w: fake evidence goes only to a loopback mock-kms unless Options.Insecure", strings.TrimPrefix(base, "https://"), ErrInsecure)
+	}
 	req, err := NewAttestRequest(ev)
 	if err != nil {
 		return "", nil, err

@@ -178,6 +178,9 @@ func releaseKey(ctx context.Context, vault, name, version, target string, priv *
 	if !keyNameRE.MatchString(name) || (version != "" && !keyNameRE.MatchString(version)) {
 		return nil, fmt.Errorf("skr: bad key name %q / version %q", name, version)
 	}
+	if err := opts.checkTokenHost(u.Hostname()); err != nil {
+		return nil, err
+	}
 	token, err := opts.bearer(ctx, u.Hostname(), blobToken)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,10 @@ type Options struct {
 	RetryDelay, MaxRetryDelay time.Duration
 	// HTTPClient replaces the built-in client (tuned for many parallel GETs).
 	HTTPClient *http.Client
+	// AllowHTTP accepts plain http URLs to any host. Without it, http is
+	// refused (ErrInsecureHTTP, before any request) unless the host is
+	// loopback (localhost, 127.0.0.0/8, ::1: Azurite).
+	AllowHTTP bool
 	// Logger receives retries (debug) and version changes (error); nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -152,6 +156,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Blob, error) {
 	opts.norm()
 	bu, err := parseBlobURL(rawURL)
 	if err != nil {
+		return nil, err
+	}
+	if err := bu.checkTransport(opts.AllowHTTP); err != nil {
 		return nil, err
 	}
 	creds := credentials{Auth: opts.Auth, AccountName: opts.AccountName, AccountKey: opts.AccountKey, Credential: opts.Credential}

@@ -50,7 +50,9 @@ type UploadOptions struct {
 	// serialised and done never decreases.
 	Progress   func(done, total int64)
 	HTTPClient *http.Client
-	Logger     *slog.Logger
+	// AllowHTTP: as in Options.
+	AllowHTTP bool
+	Logger    *slog.Logger
 }
 
 // Upload copies the local file at path to the blob at rawURL, replacing it.
@@ -65,6 +67,9 @@ func Upload(ctx context.Context, path string, rawURL string, opts UploadOptions)
 	ro.norm()
 	bu, err := parseBlobURL(rawURL)
 	if err != nil {
+		return err
+	}
+	if err := bu.checkTransport(opts.AllowHTTP); err != nil {
 		return err
 	}
 	creds := credentials{Auth: opts.Auth, AccountName: opts.AccountName, AccountKey: opts.AccountKey, Credential: opts.Credential}

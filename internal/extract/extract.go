@@ -1,6 +1,12 @@
 // Package extract copies a whole ext4 tree onto the local filesystem,
 // preserving what the kernel would show: modes, times, symlinks, hard links,
-// xattrs, sparse files, and, when allowed, owners and device nodes.
+// xattrs, sparse files, and, when asked, owners, device nodes and set-id bits.
+//
+// The image is untrusted. As tar does, what would hand out privileges on the
+// local machine (owners, device nodes, setuid/setgid bits, file
+// capabilities) is recreated only when asked, even for root; each directory
+// inode is entered once and depth is bounded, so that a crafted directory
+// loop ends with an error instead of filling the disk.
 package extract
 
 import (
@@ -8,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,20 +25,55 @@ import (
 	"github.com/chestfs/chestfs/ext4"
 )
 
-// Options choose what is preserved beyond content, modes and times.
+// Options choose what is preserved beyond content, modes and times. The
+// zero value is safe for untrusted images, also as root: files belong to
+// the extracting user, device nodes and sockets are skipped, and setuid and
+// setgid bits are cleared.
 type Options struct {
-	// Owners sets uids/gids, creates device nodes and writes security.* and
-	// trusted.* xattrs: all need root.
+	// SameOwner sets uids/gids (tar --same-owner) and writes security.* and
+	// trusted.* xattrs (except security.capability): needs root.
+	SameOwner bool
+	// Devices creates character and block device nodes (needs root).
+	// FIFOs are always created; sockets never are.
+	Devices bool
+	// PreserveSetID keeps setuid and setgid bits and security.capability
+	// xattrs (tar --preserve-permissions for set-id bits).
+	PreserveSetID bool
+	// Owners is all three of the above.
+	//
+	// Deprecated: use SameOwner, Devices and PreserveSetID.
 	Owners bool
 }
 
+// MaxDepth bounds directory nesting: deeper trees end with an error. At
+// 1024 levels of one-letter names the path stays within PATH_MAX (4096),
+// so the bound, not ENAMETOOLONG, is what stops a deep tree.
+const MaxDepth = 1024
+
+// ErrLoop means a directory inode was reached a second time: a directory
+// hard link, which a crafted image can point at its own ancestor.
+var ErrLoop = errors.New("directory reached twice (directory hard link or loop)")
+
+// ErrTooDeep means directories nest deeper than MaxDepth.
+var ErrTooDeep = fmt.Errorf("directories nest deeper than %d levels", MaxDepth)
+
+func (o Options) norm() Options {
+	if o.Owners {
+		o.SameOwner, o.Devices, o.PreserveSetID = true, true, true
+	}
+	return o
+}
+
 type extractor struct {
-	ctx   context.Context
-	fsys  *ext4.FS
-	opts  Options
-	links map[uint64]string // first path of each inode with nlink > 1
-	buf   []byte
-	n     int
+	ctx    context.Context
+	fsys   *ext4.FS
+	opts   Options
+	links  map[uint64]string // first path of each inode with nlink > 1
+	dirs   map[uint64]string // path of each directory entered
+	depth  int
+	warned map[string]bool
+	buf    []byte
+	n      int
 }
 
 // Tree extracts the whole filesystem into dest (created if missing, must be
@@ -45,7 +87,8 @@ func Tree(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (int, e
 	} else if len(ents) > 0 {
 		return 0, fmt.Errorf("extract: %s is not empty", dest)
 	}
-	x := &extractor{ctx: ctx, fsys: fsys, opts: opts, links: map[uint64]string{}, buf: make([]byte, 1<<20)}
+	x := &extractor{ctx: ctx, fsys: fsys, opts: opts.norm(), links: map[uint64]string{}, dirs: map[uint64]string{},
+		buf: make([]byte, 1<<20)}
 	st, err := fsys.Stat(ext4.RootIno)
 	if err != nil {
 		return 0, err
@@ -57,6 +100,15 @@ func Tree(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (int, e
 }
 
 func (x *extractor) dir(ino uint64, dst string) error {
+	if first, ok := x.dirs[ino]; ok {
+		return fmt.Errorf("extract: %s: inode %d: %w: already extracted as %s", dst, ino, ErrLoop, first)
+	}
+	x.dirs[ino] = dst
+	if x.depth >= MaxDepth {
+		return fmt.Errorf("extract: %s: %w", dst, ErrTooDeep)
+	}
+	x.depth++
+	defer func() { x.depth-- }()
 	ents, err := x.fsys.ReadDir(ino)
 	if err != nil {
 		return fmt.Errorf("extract: %s: %w", dst, err)
@@ -90,8 +142,12 @@ func (x *extractor) entry(ino uint64, p string) error {
 	}
 	switch typ {
 	case syscall.S_IFDIR:
+		if _, ok := x.dirs[ino]; ok {
+			// Checked before Mkdir too, so that a loop leaves no empty directory.
+			return fmt.Errorf("extract: %s: inode %d: %w: already extracted as %s", p, ino, ErrLoop, x.dirs[ino])
+		}
 		if err := os.Mkdir(p, 0o700); err != nil {
-			return err
+			return fmt.Errorf("extract: %w", err)
 		}
 		if err := x.dir(ino, p); err != nil {
 			return err
@@ -108,12 +164,19 @@ func (x *extractor) entry(ino uint64, p string) error {
 		if err := os.Symlink(target, p); err != nil {
 			return err
 		}
-	case syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFIFO, syscall.S_IFSOCK:
-		if typ != syscall.S_IFIFO && !x.opts.Owners {
+	case syscall.S_IFSOCK:
+		x.n--
+		delete(x.links, ino) // a later name of it is skipped too, not linked to nothing
+		return nil           // a socket is only meaningful to the process that bound it; tar skips them too
+	case syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFIFO:
+		if typ != syscall.S_IFIFO && !x.opts.Devices {
 			x.n--
-			return nil // device nodes and sockets need root; skip them quietly as tar does
+			delete(x.links, ino)
+			x.skipped("device node", p)
+			return nil
 		}
-		if err := unix.Mknod(p, st.Mode&(syscall.S_IFMT|0o7777), int(st.Rdev)); err != nil {
+		// Created 0600; meta sets the final mode, set-id bits filtered.
+		if err := unix.Mknod(p, typ|0o600, int(st.Rdev)); err != nil {
 			return fmt.Errorf("extract: %s: %w", p, err)
 		}
 	default:
@@ -160,15 +223,46 @@ func (x *extractor) file(ino uint64, p string, size uint64) error {
 	return f.Close()
 }
 
-// meta applies xattrs, owner, mode and times, in that order: chown clears
-// setuid bits and chmod must come after it; times last.
+// skipped notes, once per kind, what was left out for want of an option.
+func (x *extractor) skipped(what, p string) {
+	if x.warned == nil {
+		x.warned = map[string]bool{}
+	}
+	if !x.warned[what] {
+		x.warned[what] = true
+		slog.Debug("extract: skipped (not asked to preserve it)", "what", what, "first", p)
+	}
+}
+
+// xattrAllowed says whether xattr name may be written under the options:
+// file capabilities are privileges like setuid bits, and the other
+// security.* and trusted.* names belong with owners (and need root).
+func (x *extractor) xattrAllowed(name string) bool {
+	switch {
+	case name == "security.capability":
+		return x.opts.PreserveSetID
+	case strings.HasPrefix(name, "security."), strings.HasPrefix(name, "trusted."):
+		return x.opts.SameOwner
+	}
+	return true
+}
+
+// meta applies owner, xattrs, mode and times, in that order: chown clears
+// setuid bits and file capabilities, so both come after it; times last.
 func (x *extractor) meta(p string, st ext4.Stat) error {
+	typ := st.Mode & syscall.S_IFMT
+	if x.opts.SameOwner {
+		if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("extract: %w", err)
+		}
+	}
 	names, err := x.fsys.ListXattr(st.Ino)
 	if err != nil {
 		return fmt.Errorf("extract: %s: xattrs: %w", p, err)
 	}
 	for _, name := range names {
-		if !x.opts.Owners && (strings.HasPrefix(name, "security.") || strings.HasPrefix(name, "trusted.")) {
+		if !x.xattrAllowed(name) {
+			x.skipped("xattr "+name, p)
 			continue
 		}
 		v, err := x.fsys.GetXattr(st.Ino, name)
@@ -179,15 +273,14 @@ func (x *extractor) meta(p string, st ext4.Stat) error {
 			return fmt.Errorf("extract: %s: set xattr %s: %w", p, name, err)
 		}
 	}
-	typ := st.Mode & syscall.S_IFMT
-	if x.opts.Owners {
-		if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-			return err
-		}
-	}
 	if typ != syscall.S_IFLNK {
-		if err := unix.Fchmodat(unix.AT_FDCWD, p, st.Mode&0o7777, 0); err != nil {
-			return err
+		mode := st.Mode & 0o7777
+		if !x.opts.PreserveSetID && mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+			mode &^= unix.S_ISUID | unix.S_ISGID
+			x.skipped("setuid/setgid bit", p)
+		}
+		if err := unix.Fchmodat(unix.AT_FDCWD, p, mode, 0); err != nil {
+			return fmt.Errorf("extract: %w", err)
 		}
 	}
 	ts := []unix.Timespec{

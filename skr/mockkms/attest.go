@@ -19,6 +19,25 @@ func decodeB64(s string) ([]byte, error) { return attest.DecodeBase64(s) }
 
 func (s *Server) issuer(r *http.Request) string { return "https://" + strings.ToLower(r.Host) }
 
+// hasUVMEndorsement reports whether the evidence's Endorsements field holds
+// UVM reference info: b64url JSON {"Uvm": [b64url(COSE_Sign1), ...]} with a
+// non-empty first entry.
+func hasUVMEndorsement(field string) bool {
+	if field == "" {
+		return false
+	}
+	raw, err := decodeB64(field)
+	if err != nil {
+		return false
+	}
+	var e skr.UVMEndorsements
+	if json.Unmarshal(raw, &e) != nil || len(e.Uvm) == 0 {
+		return false
+	}
+	ref, err := decodeB64(e.Uvm[0])
+	return err == nil && len(ref) > 0
+}
+
 func (s *Server) handleCerts(w http.ResponseWriter, r *http.Request) {
 	pub := s.maaKey.PublicKey
 	writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]any{{
@@ -92,18 +111,16 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	if v.Fake {
 		s.log.Warn("INSECURE: accepted a fake SEV-SNP report signed by test keys")
 	}
+	endorsed := hasUVMEndorsement(ev.Endorsements)
 	rp := v.Report
 	now := s.now()
 	jti := make([]byte, 16)
 	rand.Read(jti)
 	claims := map[string]any{
 		"iss": s.issuer(r), "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(s.opts.TokenTTL).Unix(),
-		"jti":                   hex.EncodeToString(jti),
-		"x-ms-ver":              "1.0",
-		"x-ms-attestation-type": "sevsnpvm",
-		// The mock does not check the UVM endorsements; it answers as Azure
-		// does for a compliant ACI UVM so that real-world policies evaluate.
-		"x-ms-compliance-status":              "azure-compliant-uvm",
+		"jti":                                 hex.EncodeToString(jti),
+		"x-ms-ver":                            "1.0",
+		"x-ms-attestation-type":               "sevsnpvm",
 		"x-ms-sevsnpvm-hostdata":              hex.EncodeToString(rp.HostData),
 		"x-ms-sevsnpvm-reportdata":            hex.EncodeToString(rp.ReportData),
 		"x-ms-sevsnpvm-launchmeasurement":     hex.EncodeToString(rp.Measurement),
@@ -124,7 +141,13 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		"x-ms-sevsnpvm-microcode-svn":         (rp.ReportedTcb >> 56) & 0xff,
 		"x-ms-sevsnpvm-guest-policy":          rp.Policy,
 		"x-ms-runtime":                        runtimeClaim,
-		"x-ms-sevsnpvm-uvm-endorsement-given": ev.Endorsements != "",
+		"x-ms-sevsnpvm-uvm-endorsement-given": endorsed,
+	}
+	if endorsed {
+		// Azure gives the compliance status only when the UVM endorsement
+		// (Microsoft-signed reference info) matches the launch measurement.
+		// The mock checks that one is there, not its signature.
+		claims[skr.ClaimComplianceStatus] = skr.CompliantUVM
 	}
 	if v.Fake {
 		claims["x-chestfs-insecure-fake-snp"] = true

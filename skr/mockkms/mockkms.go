@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,12 @@ type Options struct {
 	TokenTTL time.Duration
 	// FailFirst answers the first N requests with 503 (to exercise retries).
 	FailFirst int
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Insecure lets Start listen on an address other than loopback (all
+	// interfaces, or another host's address). The mock is a test tool with
+	// test keys: without Insecure, Start refuses such an address (ErrInsecure).
+	Insecure bool
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Server is the mock. Create with New, then Start or Serve.
@@ -170,10 +175,43 @@ func New(opts Options) (*Server, error) {
 // certificates: give it to the client (Options.CAPEM, --ca).
 func (s *Server) CAPEM() []byte { return append([]byte(nil), s.caPEM...) }
 
+// ErrInsecure: a listen address other than loopback without Options.Insecure.
+var ErrInsecure = errors.New("mock-kms listens only on loopback unless Insecure is set")
+
+// loopbackAddr reports whether addr ("host:port") binds only loopback: an
+// empty host or 0.0.0.0 / :: is every interface. Names are resolved, as
+// net.Listen will, and all their addresses must be loopback.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
 // Start listens on addr (e.g. "127.0.0.1:0") and serves in the background.
+// Addresses other than loopback need Options.Insecure.
 func (s *Server) Start(addr string) error {
 	if s.srv != nil {
 		return errors.New("mockkms: already started")
+	}
+	if !s.opts.Insecure && !loopbackAddr(addr) {
+		return fmt.Errorf("mockkms: listen %q: %w", addr, ErrInsecure)
+	}
+	if s.opts.Insecure && !loopbackAddr(addr) {
+		s.log.Warn("INSECURE: mock-kms listening beyond loopback; it releases keys to forgeable fake evidence", "addr", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
