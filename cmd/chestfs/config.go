@@ -34,6 +34,8 @@ type sourceConfig struct {
 	// Retries of a failed blob read; NoRetries turns retrying off.
 	Retries   int
 	NoRetries bool
+	// AllowHTTP allows plain http to hosts other than loopback.
+	AllowHTTP bool
 }
 
 // volumeConfig describes the encryption layer.
@@ -75,6 +77,10 @@ type releaseConfig struct {
 	CAPEM []byte
 	// Token is the Key Vault bearer token; empty means Azure AD identities.
 	Token string
+	// TokenHosts are further hosts the token may be sent to.
+	TokenHosts []string
+	// Insecure allows fake evidence to go to an authority other than loopback.
+	Insecure bool
 }
 
 // verityConfig pins the ciphertext to a dm-verity hash tree.

@@ -38,6 +38,9 @@ func releaseFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ca", Category: "Key release", Usage: "extra trusted CA `PEM` for the attestation and Key Vault endpoints (mock-kms writes one)"},
 		&cli.StringFlag{Name: "akv-token", Category: "Key release", EnvVars: []string{"CHESTFS_AKV_TOKEN"},
 			Usage: "Key Vault bearer `TOKEN` (default: managed or workload identity through Azure AD)"},
+		&cli.StringSliceFlag{Name: "token-host", Category: "Key release",
+			Usage: "also send the Key Vault token to `HOST` (default: only Key Vault and Managed HSM hosts of the Azure clouds, and loopback)"},
+		&cli.BoolFlag{Name: "insecure", Category: "Key release", Usage: "allow --attestation fake against an authority other than loopback"},
 	}
 }
 
@@ -63,6 +66,7 @@ func sourceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "readahead", Category: "Source", Value: cache.DefaultReadahead, Usage: "chunks read ahead on sequential access (0 turns it off)"},
 		&cli.StringFlag{Name: "fetch-size", Category: "Source", Value: "8M", Usage: "most bytes one readahead GET reads (`SIZE`): larger requests cost the service and the bill less"},
 		&cli.IntFlag{Name: "retries", Category: "Source", Value: 5, Usage: "retries of a failed blob read (0 turns retrying off)"},
+		&cli.BoolFlag{Name: "allow-http", Category: "Source", Usage: "allow a plain http:// blob URL to a host other than loopback (a SAS would go out in clear text)"},
 	}
 }
 
@@ -105,6 +109,7 @@ func sourceConfigFrom(c *cli.Context) (sourceConfig, error) {
 		NoReadahead: c.Int("readahead") == 0,
 		Retries:     c.Int("retries"),
 		NoRetries:   c.Int("retries") == 0,
+		AllowHTTP:   c.Bool("allow-http"),
 	}
 	if s.Readahead < 0 || s.Retries < 0 {
 		return s, errors.New("--readahead and --retries take a count of 0 or more")
@@ -155,7 +160,12 @@ func keyConfigFrom(c *cli.Context) (keyConfig, error) {
 
 // releaseConfigFrom parses the key-release flags.
 func releaseConfigFrom(c *cli.Context) (releaseConfig, error) {
-	r := releaseConfig{Attestation: c.String("attestation"), Token: c.String("akv-token")}
+	r := releaseConfig{
+		Attestation: c.String("attestation"),
+		Token:       c.String("akv-token"),
+		TokenHosts:  c.StringSlice("token-host"),
+		Insecure:    c.Bool("insecure"),
+	}
 	warnSecretOnArgv("akv-token", "$CHESTFS_AKV_TOKEN")
 	if path := c.String("ca"); path != "" {
 		pem, err := os.ReadFile(path)

@@ -51,7 +51,7 @@ func releaseKey(ctx context.Context, blob *skr.KeyBlob, r releaseConfig) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	key, err := skr.Release(ctx, blob, provider, skr.Options{Token: r.Token, CAPEM: r.CAPEM})
+	key, err := skr.Release(ctx, blob, provider, skr.Options{Token: r.Token, CAPEM: r.CAPEM, TokenHosts: r.TokenHosts, Insecure: r.Insecure})
 	if err != nil {
 		return nil, fmt.Errorf("key release: %w", err)
 	}

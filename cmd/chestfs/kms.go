@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/chestfs/chestfs/attest"
 	"github.com/chestfs/chestfs/skr"
 	"github.com/chestfs/chestfs/skr/mockkms"
 )
@@ -42,7 +40,8 @@ func importKeyCommand() *cli.Command {
 		Usage:     "import a key into Key Vault (or mock-kms) with a release policy, and write the --skr key blob",
 		ArgsUsage: " ",
 		Description: "The release policy is --policy, or one admitting SEV-SNP containers whose HOST_DATA is --hostdata\n" +
-			"(default: what the fake attestation provider reports here, for mock-kms). The key blob JSON\n" +
+			"(with compliance status azure-compliant-uvm, VMPL 0 and no debugging). One of them is required\n" +
+			"unless the vault is a loopback mock-kms (then the fake provider's HOST_DATA). The key blob JSON\n" +
 			"(the sidecar's format, for --skr) goes to --out or stdout.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "vault", Required: true, Usage: "Key Vault or Managed HSM `URL`"},
@@ -70,6 +69,7 @@ func mockKMSCmd(c *cli.Context) error {
 		AcceptFakeSNP: !c.Bool("reject-fake"),
 		BearerToken:   c.String("token"),
 		StateDir:      c.String("state-dir"),
+		Insecure:      c.Bool("insecure"),
 	})
 	if err != nil {
 		return err
@@ -106,28 +106,18 @@ func importKeyCmd(c *cli.Context) error {
 	if authority == "" {
 		authority = vault
 	}
-	var policy []byte
-	switch {
-	case c.IsSet("policy") && c.IsSet("hostdata"):
-		return errors.New("give --policy or --hostdata, not both")
-	case c.IsSet("policy"):
-		if policy, err = os.ReadFile(c.String("policy")); err != nil {
+	var policyJSON []byte
+	if c.IsSet("policy") {
+		if policyJSON, err = os.ReadFile(c.String("policy")); err != nil {
 			return fmt.Errorf("--policy: %w", err)
 		}
-	default:
-		hd := c.String("hostdata")
-		if hd == "" {
-			fake, err := attest.NewFake(attest.FakeOptions{Logger: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				return err
-			}
-			h := fake.HostData()
-			hd = hex.EncodeToString(h[:])
-		}
-		if policy, err = skr.PolicyForHostData(authority, hd); err != nil {
-			return err
-		}
 	}
+	policy, err := skr.ImportPolicy(vault, authority, policyJSON, c.String("hostdata"))
+	if err != nil {
+		return err
+	}
+	// The policy decides who gets the key: show it, so that nobody imports one blind.
+	fmt.Fprintf(os.Stderr, "release policy:\n%s\n", policy)
 	opts := skr.Options{Token: c.String("akv-token")}
 	if path := c.String("ca"); path != "" {
 		if opts.CAPEM, err = os.ReadFile(path); err != nil {

@@ -183,7 +183,7 @@ func openSource(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Clos
 	if s.NoRetries {
 		retries = -1
 	}
-	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: retries})
+	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: retries, AllowHTTP: s.AllowHTTP})
 	if err != nil {
 		return nil, nil, err
 	}

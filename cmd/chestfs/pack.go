@@ -111,8 +111,9 @@ func uploadCmd(c *cli.Context) error {
 	ctx, stop := signalContext(c.Context)
 	defer stop()
 	return blobsrc.Upload(ctx, a[0], a[1], blobsrc.UploadOptions{
-		Block:    c.Bool("block"),
-		Auth:     c.String("auth"),
-		Parallel: c.Int("parallel"),
+		Block:     c.Bool("block"),
+		Auth:      c.String("auth"),
+		Parallel:  c.Int("parallel"),
+		AllowHTTP: c.Bool("allow-http"),
 	})
 }

@@ -42,10 +42,15 @@ func catCommand() *cli.Command {
 func extractCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "extract",
-		Usage:     "copy the whole tree out of the image (owners and device nodes when root; sparse files stay sparse)",
+		Usage:     "copy the whole tree out of the image (sparse files stay sparse; owners, devices and set-id bits only when asked)",
 		ArgsUsage: "SOURCE DESTDIR",
-		Flags:     openFlags(),
-		Action:    extractCmd,
+		Flags: append(openFlags(),
+			&cli.BoolFlag{Name: "same-owner", Category: "Extract", Usage: "set owners and security.*/trusted.* xattrs as in the image (root)"},
+			&cli.BoolFlag{Name: "devices", Category: "Extract", Usage: "create device nodes (root)"},
+			&cli.BoolFlag{Name: "preserve-setid", Category: "Extract", Usage: "keep setuid/setgid bits and file capabilities"},
+			&cli.BoolFlag{Name: "preserve", Category: "Extract", Usage: "all three of --same-owner, --devices, --preserve-setid"},
+		),
+		Action: extractCmd,
 	}
 }
 
@@ -209,13 +214,19 @@ func (r inodeReader) ReadAt(p []byte, off int64) (int, error) { return r.fsys.Re
 
 func extractCmd(c *cli.Context) error {
 	return withFS(c, []string{"SOURCE", "DESTDIR"}, func(a []string, fsys *ext4.FS) error {
-		return extractTo(c.Context, a[1], fsys)
+		all := c.Bool("preserve")
+		opts := extract.Options{
+			SameOwner:     all || c.Bool("same-owner"),
+			Devices:       all || c.Bool("devices"),
+			PreserveSetID: all || c.Bool("preserve-setid"),
+		}
+		return extractTo(c.Context, a[1], fsys, opts)
 	})
 }
 
-func extractTo(ctx context.Context, dest string, fsys *ext4.FS) error {
+func extractTo(ctx context.Context, dest string, fsys *ext4.FS, opts extract.Options) error {
 	start := time.Now()
-	n, err := extract.Tree(ctx, fsys, dest, extract.Options{Owners: os.Geteuid() == 0})
+	n, err := extract.Tree(ctx, fsys, dest, opts)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/chestfs/chestfs/internal/fstree"
@@ -197,7 +198,7 @@ func TestExtractEqualsKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "out")
-	r := run(t, "extract", img.Path, dst)
+	r := run(t, "extract", "--preserve", img.Path, dst)
 	if r.code != 0 {
 		t.Fatalf("extract: %s", r.stderr)
 	}
@@ -216,5 +217,56 @@ func TestExtractEqualsKernel(t *testing.T) {
 	// Sparse files stay sparse: the copy uses no more blocks than the original content.
 	if !bytes.Contains([]byte(r.stderr), []byte("extracted")) {
 		t.Errorf("extract printed no summary: %q", r.stderr)
+	}
+}
+
+// TestExtractSafeByDefault: even as root, extract creates no device nodes and
+// keeps no set-id bits or foreign owners unless asked, as tar does.
+func TestExtractSafeByDefault(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the point is what root extracts without asking")
+	}
+	v, _ := testimg.Lookup("default1k")
+	img := testimg.Build(t, v)
+	dst := filepath.Join(t.TempDir(), "out")
+	if r := run(t, "extract", img.Path, dst); r.code != 0 {
+		t.Fatalf("extract: %s", r.stderr)
+	}
+	devices, setid := 0, 0
+	err := filepath.Walk(dst, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&(os.ModeDevice|os.ModeCharDevice) != 0 {
+			devices++
+		}
+		if fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 && !fi.IsDir() {
+			setid++
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+			t.Errorf("%s: owner %d, want the extracting user", p, st.Uid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if devices != 0 || setid != 0 {
+		t.Errorf("extract without --devices/--preserve-setid made %d device nodes and %d set-id files", devices, setid)
+	}
+	// The image does hold them: --preserve recreates them.
+	dst2 := filepath.Join(t.TempDir(), "out")
+	if r := run(t, "extract", "--preserve", img.Path, dst2); r.code != 0 {
+		t.Fatalf("extract --preserve: %s", r.stderr)
+	}
+	found := 0
+	filepath.Walk(dst2, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode()&os.ModeDevice != 0 {
+			found++
+		}
+		return nil
+	})
+	if found == 0 {
+		t.Error("the test image has no device nodes: the test proves nothing")
 	}
 }

@@ -34,15 +34,11 @@ type Options struct {
 	// trusted.* xattrs (except security.capability): needs root.
 	SameOwner bool
 	// Devices creates character and block device nodes (needs root).
-	// FIFOs are always created; sockets never are.
+	// FIFOs are always created; socket nodes only with Devices.
 	Devices bool
 	// PreserveSetID keeps setuid and setgid bits and security.capability
 	// xattrs (tar --preserve-permissions for set-id bits).
 	PreserveSetID bool
-	// Owners is all three of the above.
-	//
-	// Deprecated: use SameOwner, Devices and PreserveSetID.
-	Owners bool
 }
 
 // MaxDepth bounds directory nesting: deeper trees end with an error. At
@@ -56,13 +52,6 @@ var ErrLoop = errors.New("directory reached twice (directory hard link or loop)"
 
 // ErrTooDeep means directories nest deeper than MaxDepth.
 var ErrTooDeep = fmt.Errorf("directories nest deeper than %d levels", MaxDepth)
-
-func (o Options) norm() Options {
-	if o.Owners {
-		o.SameOwner, o.Devices, o.PreserveSetID = true, true, true
-	}
-	return o
-}
 
 type extractor struct {
 	ctx    context.Context
@@ -87,7 +76,7 @@ func Tree(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (int, e
 	} else if len(ents) > 0 {
 		return 0, fmt.Errorf("extract: %s is not empty", dest)
 	}
-	x := &extractor{ctx: ctx, fsys: fsys, opts: opts.norm(), links: map[uint64]string{}, dirs: map[uint64]string{},
+	x := &extractor{ctx: ctx, fsys: fsys, opts: opts, links: map[uint64]string{}, dirs: map[uint64]string{},
 		buf: make([]byte, 1<<20)}
 	st, err := fsys.Stat(ext4.RootIno)
 	if err != nil {
@@ -164,11 +153,7 @@ func (x *extractor) entry(ino uint64, p string) error {
 		if err := os.Symlink(target, p); err != nil {
 			return err
 		}
-	case syscall.S_IFSOCK:
-		x.n--
-		delete(x.links, ino) // a later name of it is skipped too, not linked to nothing
-		return nil           // a socket is only meaningful to the process that bound it; tar skips them too
-	case syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFIFO:
+	case syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFIFO, syscall.S_IFSOCK:
 		if typ != syscall.S_IFIFO && !x.opts.Devices {
 			x.n--
 			delete(x.links, ino)
