@@ -51,13 +51,24 @@ func TestBlob(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := mustRun(t, "cat", "--key-file", demoKey, u, "/docs/numbers.txt")
+		// The SAS stays off the command line: from a file, or from $CHESTFS_SAS.
+		base, query, _ := strings.Cut(u, "?")
+		sasFile := filepath.Join(t.TempDir(), "sas")
+		if err := os.WriteFile(sasFile, []byte(query+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got := mustRun(t, "cat", "--key-file", demoKey, "--sas-file", sasFile, base, "/docs/numbers.txt")
 		if got != string(want) {
 			t.Errorf("content differs")
 		}
+		// In the URL it still works, with a warning that every user can read it.
+		r := run(t, "cat", "--key-file", demoKey, u, "/docs/numbers.txt")
+		if r.code != 0 || r.stdout != string(want) || !strings.Contains(r.stderr, "/proc/PID/cmdline") {
+			t.Errorf("SAS in the URL: exit %d, stderr %q", r.code, r.stderr)
+		}
 		// A SAS whose signature does not match is refused in one line naming 403.
-		bad := strings.Replace(u, "sig=", "sig=AAAA", 1)
-		r := run(t, "ls", "--key-file", demoKey, bad)
+		t.Setenv("CHESTFS_SAS", strings.Replace(query, "sig=", "sig=AAAA", 1))
+		r = run(t, "ls", "--key-file", demoKey, base)
 		if r.code == 0 || !strings.Contains(r.stderr, "403") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Errorf("wrong SAS: exit %d, %q", r.code, r.stderr)
 		}

@@ -68,13 +68,16 @@ func TestFailuresAreOneLine(t *testing.T) {
 		{"missing source", []string{"ls", filepath.Join(dir, "nope.img")}, "no such file"},
 		{"not ext4", []string{"ls", garbage}, "ext4"},
 		{"two keys", []string{"ls", "--key-file", demoKey, "--key-hex", "00", demoImg}, "at most one"},
-		{"bad hex", []string{"ls", "--key-hex", "zz", demoImg}, "hex"},
+		{"bad hex", []string{"ls", demoImg}, "hex"}, // the key in $CHESTFS_KEY_HEX, below
 		{"missing file in image", []string{"cat", "--key-file", demoKey, demoImg, "/nope"}, "not exist"},
 		{"unknown flag", []string{"ls", "--bogus", demoImg}, "usage"},
 		{"too many args", []string{"cat", "--key-file", demoKey, demoImg, "/a", "/b"}, "usage"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "bad hex" {
+				t.Setenv("CHESTFS_KEY_HEX", "zz")
+			}
 			r := run(t, tc.args...)
 			if r.code == 0 {
 				t.Fatalf("exit 0, want failure; stdout %q", r.stdout)
