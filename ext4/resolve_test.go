@@ -2,10 +2,8 @@ package ext4_test
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"syscall"
 	"testing"
 
@@ -119,33 +117,6 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-// kernelResolve opens p below root as the kernel resolves it with root as
-// the root directory (RESOLVE_IN_ROOT): the inode and, for a regular file,
-// the content.
-func kernelResolve(root int, p string, mode ext4.FollowMode) (uint64, string, syscall.Errno) {
-	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT}
-	if mode == ext4.NoFollow {
-		how.Flags |= unix.O_NOFOLLOW
-	}
-	fd, err := unix.Openat2(root, p, &how)
-	if err != nil {
-		return 0, "", err.(syscall.Errno)
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, "", err.(syscall.Errno)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return st.Ino, "", 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
-	if err != nil {
-		return 0, "", syscall.EIO
-	}
-	return st.Ino, string(b), 0
-}
-
 // TestResolveKernel compares Resolve (and reading what it finds) with the
 // kernel's path walk on a loop mount of the same image, the mount's root
 // standing for the image root.
@@ -165,7 +136,7 @@ func TestResolveKernel(t *testing.T) {
 			kp = "." // the kernel says ENOENT to ""; Resolve takes it for the root
 		}
 		for _, mode := range []ext4.FollowMode{ext4.Follow, ext4.NoFollow} {
-			kino, kdata, kerr := kernelResolve(root, kp, mode)
+			kino, kdata, kerr := testimg.OpenInRoot(root, kp, mode == ext4.Follow)
 			ino, err := f.Resolve(p, mode)
 			if errnoOf(err) != kerr || ino != kino {
 				t.Errorf("%q mode %d: kernel inode %d errno %v; Resolve %d, %v", p, mode, kino, kerr, ino, err)

@@ -6,7 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // SymlinkChain is the number of links in the chain n00 -> n01 -> ... ->
@@ -114,4 +117,33 @@ var SymlinkPaths = []string{
 	"d", "d/", "d/link", "d/../x", "d/..", "a/b/updirlink", "a/b/updirlink/x", "a/b/dirlinkdot/f",
 	"chain1", "chain1/", "loop1", "loop1/x", "self", "throughfile", "dangling", "dangling-abs",
 	"n00", "n01", "n40", "end", "missing", "a/missing/x",
+}
+
+// OpenInRoot resolves p below root (a directory file descriptor) as the
+// kernel does with root as the root directory (openat2 RESOLVE_IN_ROOT:
+// ".." stops there, absolute links start there), following a final link
+// when follow is set. It returns the inode, a regular file's content and
+// the errno.
+func OpenInRoot(root int, p string, follow bool) (uint64, string, syscall.Errno) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT}
+	if !follow {
+		how.Flags |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Openat2(root, p, &how)
+	if err != nil {
+		return 0, "", err.(syscall.Errno)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, "", err.(syscall.Errno)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return st.Ino, "", 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return 0, "", syscall.EIO
+	}
+	return st.Ino, string(b), 0
 }
