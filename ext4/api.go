@@ -16,22 +16,47 @@ import (
 // RootIno is the inode number of the root directory.
 const RootIno = 2
 
+// Errors. Each sentinel stands for one decision a caller makes; match them
+// with errors.Is. Messages carry the package prefix once, at the start.
+//
+//   - ErrNotExt4: the volume holds no ext4 filesystem: the superblock's magic
+//     is wrong, the superblock fails its checksum, or the image is too small to
+//     hold one. On an encrypted volume this is what a wrong key looks like
+//     (the decrypted superblock is noise), so callers may hint at the key. A
+//     superblock checksum failure also matches ErrChecksum (and ErrCorrupt).
+//   - ErrCorrupt: an ext4 filesystem whose on-disk data violates the format.
+//   - ErrChecksum: a metadata_csum mismatch; it also matches ErrCorrupt.
+//   - ErrUnsupported: a valid filesystem using a feature this reader lacks.
+//   - fs.ErrNotExist, ErrNotDir, ErrIsDir, ErrNotSymlink, ErrNoXattr, ErrLoop:
+//     the request does not fit the file it names (ENOENT, ENOTDIR, EISDIR,
+//     EINVAL, ENODATA, ELOOP).
 var (
+	// ErrNotExt4 marks a volume without an ext4 superblock (wrong key?).
+	ErrNotExt4 = errors.New("not an ext4 filesystem")
 	// ErrCorrupt marks on-disk data that violates the format.
-	ErrCorrupt = errors.New("ext4: corrupt filesystem")
-	// ErrUnsupported marks a valid filesystem using a feature this reader lacks.
-	ErrUnsupported = errors.New("ext4: unsupported feature")
-	// ErrNoXattr is returned by GetXattr when the attribute does not exist.
-	ErrNoXattr = errors.New("ext4: no such extended attribute")
-	// ErrNotDir is returned when a directory operation meets another file type.
-	ErrNotDir = errors.New("ext4: not a directory")
-	// ErrIsDir is returned when a file operation meets a directory.
-	ErrIsDir = errors.New("ext4: is a directory")
+	ErrCorrupt = errors.New("corrupt filesystem")
 	// ErrChecksum marks a metadata_csum mismatch; it also matches ErrCorrupt.
-	ErrChecksum = errors.New("ext4: checksum mismatch")
+	ErrChecksum error = &checksumError{}
+	// ErrUnsupported marks a valid filesystem using a feature this reader lacks.
+	ErrUnsupported = errors.New("unsupported feature")
+	// ErrNoXattr is returned by GetXattr when the attribute does not exist.
+	ErrNoXattr = errors.New("no such extended attribute")
+	// ErrNotDir is returned when a directory operation (or a path walking
+	// through a file) meets another file type.
+	ErrNotDir = errors.New("not a directory")
+	// ErrIsDir is returned when a file operation meets a directory.
+	ErrIsDir = errors.New("is a directory")
 	// ErrNotSymlink is returned by Readlink for other file types.
-	ErrNotSymlink = errors.New("ext4: not a symbolic link")
+	ErrNotSymlink = errors.New("not a symbolic link")
+	// ErrLoop is returned by Resolve after more than 40 symbolic links.
+	ErrLoop = errors.New("too many levels of symbolic links")
 )
+
+// checksumError is ErrChecksum's type: a kind of corruption.
+type checksumError struct{}
+
+func (*checksumError) Error() string        { return "checksum mismatch" }
+func (*checksumError) Is(target error) bool { return target == ErrCorrupt }
 
 // Stat is an inode's attributes as the kernel reports them in stat(2).
 type Stat struct {

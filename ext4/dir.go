@@ -41,7 +41,8 @@ func (f *FS) walkEntries(b []byte, fn func(name []byte, ino uint32, ft uint8) bo
 		}
 		if ino != 0 && nl > 0 {
 			if uint64(ino) > uint64(f.sb.sInodesCount) {
-				return fmt.Errorf("%w: directory entry %q names inode %d", ErrCorrupt, b[off+8:off+8+nl], ino)
+				// Not the name: errors reach logs, names stay private.
+				return fmt.Errorf("%w: directory entry at %d names inode %d", ErrCorrupt, off, ino)
 			}
 			if !f.sb.incompat(incompatFiletype) {
 				ft = 0
@@ -221,7 +222,11 @@ func (f *FS) Lookup(dir uint64, name string) (uint64, error) {
 		return dir, nil
 	}
 	if name == ".." {
-		return f.parent(in)
+		p, err := f.parent(in)
+		if err != nil {
+			return 0, fmt.Errorf("ext4: directory %d: %w", dir, err)
+		}
+		return p, nil
 	}
 	nb := []byte(name)
 	if f.isIndexed(in) {
@@ -291,123 +296,159 @@ func (fr *dxFrame) block(i int) uint32 {
 // dxLookup finds name through the htree index. It returns 0 with a nil
 // error when the name is absent, and an error when the index is unusable.
 func (f *FS) dxLookup(in *inode, name []byte) (uint64, error) {
-	root, _, err := f.dirBlock(in, 0)
+	hash, levels, err := f.dxRoot(in, name)
 	if err != nil {
 		return 0, err
 	}
+	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
+	frames, err := f.dxDescend(in, hash, levels, nblk)
+	if err != nil {
+		return 0, err
+	}
+	for steps := uint64(0); steps <= nblk; steps++ {
+		last := &frames[len(frames)-1]
+		found, err := f.dxSearchLeaf(in, uint64(last.block(last.at)), nblk, name)
+		if found != 0 || err != nil {
+			return found, err
+		}
+		more, err := f.dxNextLeaf(in, frames, hash, nblk)
+		if !more || err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("%w: htree walk does not end", ErrCorrupt)
+}
+
+// dxRoot checks the htree root of a directory and returns name's hash and
+// the index depth.
+func (f *FS) dxRoot(in *inode, name []byte) (hash uint32, levels int, err error) {
+	root, _, err := f.dirBlock(in, 0)
+	if err != nil {
+		return 0, 0, err
+	}
 	if len(root) < 0x28 || binary.LittleEndian.Uint32(root[0x18:]) != 0 || root[0x1D] != 8 {
-		return 0, fmt.Errorf("%w: htree root info", ErrCorrupt)
+		return 0, 0, fmt.Errorf("%w: htree root info", ErrCorrupt)
 	}
 	version := int(root[0x1C])
-	levels := int(root[0x1E])
+	levels = int(root[0x1E])
 	maxLevels := 2
 	if f.sb.incompat(incompatLargeDir) {
 		maxLevels = 3
 	}
 	if levels >= maxLevels {
-		return 0, fmt.Errorf("%w: htree depth %d", ErrCorrupt, levels)
+		return 0, 0, fmt.Errorf("%w: htree depth %d", ErrCorrupt, levels)
 	}
 	if version <= hashTea && !f.hashSign {
 		version += 3
 	}
 	hash, ok := dirHash(name, version, f.sb.sHashSeed)
 	if !ok {
-		return 0, fmt.Errorf("%w: htree hash version %d", ErrUnsupported, version)
+		return 0, 0, fmt.Errorf("%w: htree hash version %d", ErrUnsupported, version)
 	}
-	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
+	return hash, levels, nil
+}
+
+// dxDescend walks from the root to the leaf level, at each node choosing
+// the last entry whose hash is <= hash; it returns the path of frames.
+func (f *FS) dxDescend(in *inode, hash uint32, levels int, nblk uint64) ([]dxFrame, error) {
+	root, _, err := f.dirBlock(in, 0)
+	if err != nil {
+		return nil, err
+	}
 	frames := make([]dxFrame, 0, levels+1)
 	fr := dxFrame{b: root, co: 0x20}
 	for level := 0; ; level++ {
 		if _, fr.count, err = f.dxCount(in, fr.b, fr.co); err != nil {
-			return 0, err
+			return nil, err
 		}
-		lo, hi := 1, fr.count
-		for lo < hi {
-			m := (lo + hi) / 2
-			if fr.hash(m) <= hash {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
-		fr.at = lo - 1
+		fr.at = fr.search(hash)
 		frames = append(frames, fr)
 		if level == levels {
+			return frames, nil
+		}
+		if fr, err = f.dxNode(in, uint64(fr.block(fr.at)), nblk); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// search returns the index of the last entry whose hash is <= hash (entry
+// 0 has no hash and covers everything below entry 1's).
+func (fr *dxFrame) search(hash uint32) int {
+	lo, hi := 1, fr.count
+	for lo < hi {
+		m := (lo + hi) / 2
+		if fr.hash(m) <= hash {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+// dxNode reads the interior index node at logical block next.
+func (f *FS) dxNode(in *inode, next, nblk uint64) (dxFrame, error) {
+	if next == 0 || next >= nblk {
+		return dxFrame{}, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, next)
+	}
+	b, _, err := f.dirBlock(in, next)
+	if err != nil {
+		return dxFrame{}, err
+	}
+	if !f.isDxNode(b) {
+		return dxFrame{}, fmt.Errorf("%w: htree node %d", ErrCorrupt, next)
+	}
+	return dxFrame{b: b, co: 8}, nil
+}
+
+// dxSearchLeaf looks for name in the leaf at logical block leaf (0: absent).
+func (f *FS) dxSearchLeaf(in *inode, leaf, nblk uint64, name []byte) (uint64, error) {
+	if leaf == 0 || leaf >= nblk {
+		return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, leaf)
+	}
+	b, _, err := f.dirBlock(in, leaf)
+	if err != nil {
+		return 0, err
+	}
+	ents, err := f.leafEntries(in, b)
+	if err != nil {
+		return 0, err
+	}
+	var found uint64
+	err = f.walkEntries(ents, func(n []byte, ino uint32, _ uint8) bool {
+		if bytes.Equal(n, name) {
+			found = uint64(ino)
+			return false
+		}
+		return true
+	})
+	return found, err
+}
+
+// dxNextLeaf advances frames to the next leaf when a hash collision may
+// continue there, marked by the low bit of that leaf's starting hash
+// (ext4_htree_next_block). It reports false when the search is over.
+func (f *FS) dxNextLeaf(in *inode, frames []dxFrame, hash uint32, nblk uint64) (bool, error) {
+	i := len(frames) - 1
+	for ; i >= 0; i-- {
+		frames[i].at++
+		if frames[i].at < frames[i].count {
 			break
 		}
-		next := uint64(fr.block(fr.at))
-		if next == 0 || next >= nblk {
-			return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, next)
-		}
-		b, _, err := f.dirBlock(in, next)
-		if err != nil {
-			return 0, err
-		}
-		if !f.isDxNode(b) {
-			return 0, fmt.Errorf("%w: htree node %d", ErrCorrupt, next)
-		}
-		fr = dxFrame{b: b, co: 8}
 	}
-	for steps := uint64(0); steps <= nblk; steps++ {
-		last := &frames[len(frames)-1]
-		leaf := uint64(last.block(last.at))
-		if leaf == 0 || leaf >= nblk {
-			return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, leaf)
-		}
-		b, _, err := f.dirBlock(in, leaf)
-		if err != nil {
-			return 0, err
-		}
-		ents, err := f.leafEntries(in, b)
-		if err != nil {
-			return 0, err
-		}
-		var found uint64
-		if err := f.walkEntries(ents, func(n []byte, ino uint32, _ uint8) bool {
-			if bytes.Equal(n, name) {
-				found = uint64(ino)
-				return false
-			}
-			return true
-		}); err != nil {
-			return 0, err
-		}
-		if found != 0 {
-			return found, nil
-		}
-		// A hash collision may continue into the next leaf, marked by the
-		// low bit of that leaf's starting hash (ext4_htree_next_block).
-		i := len(frames) - 1
-		for ; i >= 0; i-- {
-			frames[i].at++
-			if frames[i].at < frames[i].count {
-				break
-			}
-		}
-		if i < 0 {
-			return 0, nil
-		}
-		if frames[i].hash(frames[i].at)&^1 != hash {
-			return 0, nil
-		}
-		for j := i + 1; j < len(frames); j++ {
-			next := uint64(frames[j-1].block(frames[j-1].at))
-			if next == 0 || next >= nblk {
-				return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, next)
-			}
-			b, _, err := f.dirBlock(in, next)
-			if err != nil {
-				return 0, err
-			}
-			fr := dxFrame{b: b, co: 8}
-			if !f.isDxNode(b) {
-				return 0, fmt.Errorf("%w: htree node %d", ErrCorrupt, next)
-			}
-			if _, fr.count, err = f.dxCount(in, b, 8); err != nil {
-				return 0, err
-			}
-			frames[j] = fr
-		}
+	if i < 0 || frames[i].hash(frames[i].at)&^1 != hash {
+		return false, nil
 	}
-	return 0, fmt.Errorf("%w: htree walk does not end", ErrCorrupt)
+	for j := i + 1; j < len(frames); j++ {
+		fr, err := f.dxNode(in, uint64(frames[j-1].block(frames[j-1].at)), nblk)
+		if err != nil {
+			return false, err
+		}
+		if _, fr.count, err = f.dxCount(in, fr.b, fr.co); err != nil {
+			return false, err
+		}
+		frames[j] = fr
+	}
+	return true, nil
 }

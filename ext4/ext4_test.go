@@ -379,9 +379,11 @@ func TestCorruptChecksums(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.Stat(tiny); !errors.Is(err, ext4.ErrChecksum) {
+		_, err = f.Stat(tiny)
+		if !errors.Is(err, ext4.ErrChecksum) || !errors.Is(err, ext4.ErrCorrupt) {
 			t.Fatalf("stat of damaged inode: %v", err)
 		}
+		prefixedOnce(t, err)
 		if _, err := f.IOFS().ReadFile("medium"); err != nil {
 			t.Fatalf("other file: %v", err)
 		}
@@ -402,9 +404,11 @@ func TestCorruptChecksums(t *testing.T) {
 			t.Fatal(err)
 		}
 		ino := lookupPath(t, f, "xattr/many")
-		if _, err := f.ListXattr(ino); !errors.Is(err, ext4.ErrChecksum) {
+		_, err = f.ListXattr(ino)
+		if !errors.Is(err, ext4.ErrChecksum) {
 			t.Fatalf("listxattr: %v", err)
 		}
+		prefixedOnce(t, err)
 		if _, err := f.Stat(ino); err != nil {
 			t.Fatalf("stat still works: %v", err)
 		}
@@ -438,9 +442,11 @@ func TestCorruptChecksums(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.ReadDir(lookupPath(t, f, "big")); !errors.Is(err, ext4.ErrChecksum) {
+		_, err = f.ReadDir(lookupPath(t, f, "big"))
+		if !errors.Is(err, ext4.ErrChecksum) {
 			t.Fatalf("readdir of damaged block: %v", err)
 		}
+		prefixedOnce(t, err)
 		if _, err := f.ReadDir(lookupPath(t, f, "dirs/small")); err != nil {
 			t.Fatalf("other dir: %v", err)
 		}
@@ -473,8 +479,20 @@ func TestOpenRefuses(t *testing.T) {
 	t.Run("magic", func(t *testing.T) {
 		p := copyImage(t, img)
 		flipByte(t, p, 1024+0x38)
-		if _, err := openPath(t, p); !errors.Is(err, ext4.ErrCorrupt) {
+		_, err := openPath(t, p)
+		// Not an ext4 filesystem (a wrong key), not a damaged one.
+		if !errors.Is(err, ext4.ErrNotExt4) || errors.Is(err, ext4.ErrCorrupt) {
 			t.Fatalf("bad magic: %v", err)
+		}
+		prefixedOnce(t, err)
+	})
+	t.Run("tiny", func(t *testing.T) {
+		p := t.TempDir() + "/img"
+		if err := os.WriteFile(p, make([]byte, 1500), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openPath(t, p); !errors.Is(err, ext4.ErrNotExt4) {
+			t.Fatalf("1500 bytes: %v", err)
 		}
 	})
 	t.Run("truncated", func(t *testing.T) {
@@ -482,9 +500,11 @@ func TestOpenRefuses(t *testing.T) {
 		if err := os.Truncate(p, 1<<20); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := openPath(t, p); !errors.Is(err, ext4.ErrCorrupt) {
+		_, err := openPath(t, p)
+		if !errors.Is(err, ext4.ErrCorrupt) || errors.Is(err, ext4.ErrNotExt4) {
 			t.Fatalf("truncated: %v", err)
 		}
+		prefixedOnce(t, err)
 	})
 	t.Run("incompat", func(t *testing.T) {
 		p := copyImage(t, img)
@@ -533,10 +553,36 @@ func TestOpenRefuses(t *testing.T) {
 	t.Run("superblock-csum", func(t *testing.T) {
 		p := copyImage(t, img)
 		flipByte(t, p, 1024+0x78) // volume name, covered by the checksum
-		if _, err := openPath(t, p); !errors.Is(err, ext4.ErrChecksum) {
+		// A superblock failing its checksum says "not ext4" (the hint a
+		// wrong key needs) and is a checksum error, hence corruption too.
+		_, err := openPath(t, p)
+		if !errors.Is(err, ext4.ErrChecksum) || !errors.Is(err, ext4.ErrNotExt4) || !errors.Is(err, ext4.ErrCorrupt) {
 			t.Fatalf("superblock checksum: %v", err)
 		}
+		prefixedOnce(t, err)
 	})
+}
+
+// prefixedOnce checks that err names the package once, at the start.
+func prefixedOnce(t testing.TB, err error) {
+	t.Helper()
+	if msg := err.Error(); !strings.HasPrefix(msg, "ext4: ") || strings.Count(msg, "ext4:") != 1 {
+		t.Errorf("error %q: want the prefix \"ext4: \" once", msg)
+	}
+}
+
+func TestChecksumIsCorrupt(t *testing.T) {
+	if !errors.Is(ext4.ErrChecksum, ext4.ErrCorrupt) {
+		t.Error("ErrChecksum does not match ErrCorrupt")
+	}
+	if errors.Is(ext4.ErrCorrupt, ext4.ErrChecksum) || errors.Is(ext4.ErrNotExt4, ext4.ErrCorrupt) ||
+		errors.Is(ext4.ErrUnsupported, ext4.ErrCorrupt) {
+		t.Error("sentinels match each other")
+	}
+	wrapped := fmt.Errorf("ctx: %w", ext4.ErrChecksum)
+	if !errors.Is(wrapped, ext4.ErrCorrupt) || !errors.Is(wrapped, ext4.ErrChecksum) {
+		t.Error("a wrapped ErrChecksum lost its kinds")
+	}
 }
 
 func TestErrorsAreSentinels(t *testing.T) {
@@ -566,5 +612,17 @@ func TestErrorsAreSentinels(t *testing.T) {
 	}
 	if _, err := f.Stat(1 << 40); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("stat of an impossible inode: %v", err)
+	}
+	_, e1 := f.ReadDir(tiny)
+	_, e2 := f.ReadAt(ext4.RootIno, make([]byte, 1), 0)
+	_, e3 := f.GetXattr(tiny, "user.none")
+	_, e4 := f.Readlink(tiny)
+	_, e5 := f.Lookup(ext4.RootIno, "no-such-name")
+	_, e6 := f.Lookup(tiny, "x")
+	for _, err := range []error{e1, e2, e3, e4, e5, e6} {
+		prefixedOnce(t, err)
+	}
+	if !errors.Is(e4, ext4.ErrNotSymlink) || !errors.Is(e5, fs.ErrNotExist) || !errors.Is(e6, ext4.ErrNotDir) {
+		t.Errorf("readlink of a file: %v; missing name: %v; lookup in a file: %v", e4, e5, e6)
 	}
 }

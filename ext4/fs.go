@@ -52,11 +52,21 @@ type groupDesc struct {
 
 // Open reads the superblock and group descriptors of the filesystem in r,
 // which is size bytes long. When the journal needs recovery, its committed
-// transactions are replayed in memory (nothing is written).
+// transactions are replayed in memory (nothing is written). Errors match
+// ErrNotExt4, ErrCorrupt (ErrChecksum) or ErrUnsupported, or are the
+// reader's own.
 func Open(r io.ReaderAt, size int64) (*FS, error) {
+	f, err := open(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("ext4: %w", err)
+	}
+	return f, nil
+}
+
+func open(r io.ReaderAt, size int64) (*FS, error) {
 	f := &FS{r: r, size: size}
 	if size < superblockOffset+superblockSize {
-		return nil, fmt.Errorf("%w: %d bytes is too small for a filesystem", ErrCorrupt, size)
+		return nil, fmt.Errorf("%w: %d bytes is too small for a filesystem", ErrNotExt4, size)
 	}
 	if err := f.load(); err != nil {
 		return nil, err
@@ -66,7 +76,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	}
 	o, err := f.replayJournal()
 	if err != nil {
-		return nil, fmt.Errorf("ext4: replaying the journal: %w", err)
+		return nil, fmt.Errorf("replaying the journal: %w", err)
 	}
 	if o == nil {
 		return f, nil
@@ -75,7 +85,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	bs := f.bs
 	*f = FS{r: o, size: size}
 	if err := f.load(); err != nil {
-		return nil, fmt.Errorf("ext4: after journal replay: %w", err)
+		return nil, fmt.Errorf("after journal replay: %w", err)
 	}
 	if f.bs != bs {
 		return nil, fmt.Errorf("%w: the journal changes the block size", ErrCorrupt)
@@ -88,7 +98,7 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 func (f *FS) load() error {
 	raw := make([]byte, superblockSize)
 	if _, err := f.r.ReadAt(raw, superblockOffset); err != nil {
-		return fmt.Errorf("ext4: read superblock: %w", err)
+		return fmt.Errorf("read superblock: %w", err)
 	}
 	sb, err := decodeSuperblock(raw)
 	if err != nil {
@@ -186,7 +196,7 @@ func (f *FS) readGroups() error {
 	for nr := uint64(0); nr < nblocks; nr++ {
 		blk := f.descBlock(nr)
 		if err := f.readDev(buf, blk); err != nil {
-			return fmt.Errorf("ext4: group descriptor block %d: %w", blk, err)
+			return fmt.Errorf("group descriptor block %d: %w", blk, err)
 		}
 		for i := uint64(0); i < dpb && nr*dpb+i < f.ngroup; i++ {
 			g := nr*dpb + i

@@ -19,8 +19,8 @@ import (
 func (f *FS) IOFS() *IOFS { return &IOFS{f: f} }
 
 // IOFS adapts FS to io/fs with slash-separated paths from the root.
-// Symbolic links are followed inside the filesystem (absolute targets start
-// at its root), at most 40 per path.
+// Paths resolve with FS.Resolve: symbolic links are followed inside the
+// filesystem (absolute targets start at its root), at most 40 per path.
 type IOFS struct{ f *FS }
 
 var (
@@ -30,76 +30,16 @@ var (
 	_ fs.ReadLinkFS = (*IOFS)(nil)
 )
 
-const maxSymlinks = 40
-
-// resolve walks name to an inode, following symlinks in every component
-// but the last unless follow is set.
-func (x *IOFS) resolve(op, name string, follow bool) (uint64, error) {
+// resolve walks name to an inode with FS.Resolve.
+func (x *IOFS) resolve(op, name string, follow FollowMode) (uint64, error) {
 	if !fs.ValidPath(name) {
 		return 0, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
-	ino, err := x.walk(name, follow, new(int))
+	ino, err := x.f.Resolve(name, follow)
 	if err != nil {
 		return 0, &fs.PathError{Op: op, Path: name, Err: err}
 	}
 	return ino, nil
-}
-
-func (x *IOFS) walk(name string, follow bool, links *int) (uint64, error) {
-	f := x.f
-	dir := uint64(RootIno)
-	var stack []uint64 // parents, for ".." in symlink targets
-	parts := strings.Split(name, "/")
-	if name == "." || name == "" {
-		parts = nil
-	}
-	for i := 0; i < len(parts); i++ {
-		p := parts[i]
-		switch p {
-		case "", ".":
-			continue
-		case "..":
-			if len(stack) > 0 {
-				dir, stack = stack[len(stack)-1], stack[:len(stack)-1]
-			}
-			continue
-		}
-		ino, err := f.Lookup(dir, p)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return 0, fs.ErrNotExist
-			}
-			return 0, err
-		}
-		last := i == len(parts)-1
-		in, err := f.inode(ino)
-		if err != nil {
-			return 0, err
-		}
-		if in.fileType() == syscall.S_IFLNK && (!last || follow) {
-			*links++
-			if *links > maxSymlinks {
-				return 0, fmt.Errorf("ext4: too many levels of symbolic links")
-			}
-			t, err := f.Readlink(ino)
-			if err != nil {
-				return 0, err
-			}
-			rest := parts[i+1:]
-			if strings.HasPrefix(t, "/") {
-				dir, stack = RootIno, nil
-			}
-			parts = append(strings.Split(strings.Trim(t, "/"), "/"), rest...)
-			i = -1
-			continue
-		}
-		if !last && !in.isDir() {
-			return 0, ErrNotDir
-		}
-		stack = append(stack, dir)
-		dir = ino
-	}
-	return dir, nil
 }
 
 // fileInfo implements fs.FileInfo over a Stat.
@@ -157,7 +97,7 @@ func (x *IOFS) info(name string, ino uint64) (*fileInfo, error) {
 
 // Stat follows symbolic links.
 func (x *IOFS) Stat(name string) (fs.FileInfo, error) {
-	ino, err := x.resolve("stat", name, true)
+	ino, err := x.resolve("stat", name, Follow)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +110,7 @@ func (x *IOFS) Stat(name string) (fs.FileInfo, error) {
 
 // Lstat does not follow a final symbolic link.
 func (x *IOFS) Lstat(name string) (fs.FileInfo, error) {
-	ino, err := x.resolve("lstat", name, false)
+	ino, err := x.resolve("lstat", name, NoFollow)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +123,7 @@ func (x *IOFS) Lstat(name string) (fs.FileInfo, error) {
 
 // ReadLink returns the target of the symbolic link name.
 func (x *IOFS) ReadLink(name string) (string, error) {
-	ino, err := x.resolve("readlink", name, false)
+	ino, err := x.resolve("readlink", name, NoFollow)
 	if err != nil {
 		return "", err
 	}
@@ -228,7 +168,7 @@ func (x *IOFS) readDir(ino uint64) ([]fs.DirEntry, error) {
 
 // ReadDir lists the directory name sorted by file name.
 func (x *IOFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	ino, err := x.resolve("readdir", name, true)
+	ino, err := x.resolve("readdir", name, Follow)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +184,7 @@ const maxReadFile = 1 << 30
 
 // ReadFile returns a regular file's whole content (at most 1 GiB).
 func (x *IOFS) ReadFile(name string) ([]byte, error) {
-	ino, err := x.resolve("readfile", name, true)
+	ino, err := x.resolve("readfile", name, Follow)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +206,7 @@ func (x *IOFS) ReadFile(name string) ([]byte, error) {
 // Open opens name, following symbolic links. Directories support
 // ReadDir; regular files Read, ReadAt and Seek.
 func (x *IOFS) Open(name string) (fs.File, error) {
-	ino, err := x.resolve("open", name, true)
+	ino, err := x.resolve("open", name, Follow)
 	if err != nil {
 		return nil, err
 	}

@@ -9,26 +9,10 @@ import (
 	"github.com/chestfs/chestfs/blockdev"
 )
 
-// jbd2 (the ext4 journal) is big-endian. A filesystem with needs_recovery
-// set has committed transactions in its journal that were not yet written
-// to their home locations; a read-only reader replays them by overlaying
-// the journaled blocks in memory, as the kernel would before mounting.
-const (
-	jbdMagic = 0xC03B3998
-
-	jbdDescriptor = 1
-	jbdCommit     = 2
-	jbdRevoke     = 5
-
-	jbdFeatureRevoke = 0x1
-	jbdFeature64bit  = 0x2
-	jbdFeatureCsumV2 = 0x8
-	jbdFeatureCsumV3 = 0x10
-
-	jbdFlagEscape   = 0x1
-	jbdFlagSameUUID = 0x2
-	jbdFlagLastTag  = 0x8
-)
+// A filesystem with needs_recovery set has committed transactions in its
+// journal (jbd2, see jbd2.go) that were not yet written to their home
+// locations; a read-only reader replays them by overlaying the journaled
+// blocks in memory, as the kernel would before mounting.
 
 // journalSrc is where the current content of a filesystem block lives in
 // the journal.
@@ -68,7 +52,7 @@ func (o *overlay) ReadAtRun(p []byte, off, end int64) (int, error) {
 			if rerr == nil {
 				rerr = io.ErrUnexpectedEOF
 			}
-			return 0, fmt.Errorf("ext4: journal block %d: %w", s.phys, rerr)
+			return 0, fmt.Errorf("journal block %d: %w", s.phys, rerr)
 		}
 		if s.escape {
 			binary.BigEndian.PutUint32(buf, jbdMagic)
@@ -85,227 +69,219 @@ func (o *overlay) ReadAtRun(p []byte, off, end int64) (int, error) {
 // replayJournal scans the internal journal and returns the overlay of
 // committed, unrevoked blocks (nil if there is nothing to replay).
 func (f *FS) replayJournal() (*overlay, error) {
+	sc, err := f.openJournal()
+	if err != nil || sc == nil {
+		return nil, err
+	}
+	if err := sc.scan(); err != nil {
+		return nil, err
+	}
+	return sc.overlay(), nil
+}
+
+// journalScan is the state of one pass over the log.
+type journalScan struct {
+	f   *FS
+	jin *inode
+	js  journalSuperblock
+	seq uint32 // commit ID of the transaction being read
+	blk uint64 // current log block
+
+	txns       []journalTxn
+	revoked    map[uint64]uint32 // fs block -> highest revoking sequence
+	pendTags   []loggedBlock     // of the open transaction
+	pendRevoke []uint64
+}
+
+// loggedBlock is a filesystem block's content in the log.
+type loggedBlock struct {
+	fsblk uint64 // ^0: failed its checksum, skipped
+	phys  uint64 // physical block of the data
+	esc   bool
+}
+
+type journalTxn struct {
+	seq    uint32
+	blocks []loggedBlock
+}
+
+// openJournal reads and checks the journal superblock; nil when the
+// journal is empty.
+func (f *FS) openJournal() (*journalScan, error) {
 	if !f.sb.compat(compatHasJournal) || f.sb.sJournalInum == 0 {
 		return nil, fmt.Errorf("%w: needs_recovery without an internal journal", ErrUnsupported)
 	}
-	jin, err := f.inode(uint64(f.sb.sJournalInum))
+	// readInode, not inode: Open adds the package prefix to errors.
+	jin, err := f.readInode(uint64(f.sb.sJournalInum))
 	if err != nil {
+		return nil, fmt.Errorf("journal inode %d: %w", f.sb.sJournalInum, err)
+	}
+	sc := &journalScan{f: f, jin: jin, revoked: map[uint64]uint32{}}
+	buf := make([]byte, f.bs)
+	if _, err := sc.readLog(0, buf); err != nil {
 		return nil, err
 	}
-	readLog := func(lblk uint64, buf []byte) (uint64, error) {
-		phys, _, err := f.mapBlock(jin, lblk)
-		if err != nil {
-			return 0, err
-		}
-		if phys == 0 {
-			return 0, fmt.Errorf("%w: hole in the journal at block %d", ErrCorrupt, lblk)
-		}
-		return phys, f.readDev(buf, phys)
-	}
-	sbuf := make([]byte, f.bs)
-	if _, err := readLog(0, sbuf); err != nil {
+	if sc.js, err = decodeJournalSuperblock(buf); err != nil {
 		return nil, err
 	}
-	be32 := func(b []byte, o int) uint32 { return binary.BigEndian.Uint32(b[o:]) }
-	if be32(sbuf, 0) != jbdMagic || (be32(sbuf, 4) != 3 && be32(sbuf, 4) != 4) {
-		return nil, fmt.Errorf("%w: journal superblock magic", ErrCorrupt)
+	js := &sc.js
+	if uint64(js.sBlocksize) != f.bs {
+		return nil, fmt.Errorf("%w: journal block size %d", ErrUnsupported, js.sBlocksize)
 	}
-	if uint64(be32(sbuf, 0xC)) != f.bs {
-		return nil, fmt.Errorf("%w: journal block size %d", ErrUnsupported, be32(sbuf, 0xC))
-	}
-	maxlen := uint64(be32(sbuf, 0x10))
-	first := uint64(be32(sbuf, 0x14))
-	seq := be32(sbuf, 0x18)
-	start := uint64(be32(sbuf, 0x1C))
-	var incompat uint32
-	if be32(sbuf, 4) == 4 {
-		incompat = be32(sbuf, 0x28)
-	}
-	if start == 0 {
+	if js.sStart == 0 {
 		return nil, nil // the journal is empty: nothing to replay
 	}
+	first, start, maxlen := uint64(js.sFirst), uint64(js.sStart), uint64(js.sMaxlen)
 	if first == 0 || first >= maxlen || start < first || start >= maxlen || maxlen > jin.iSize>>f.bits ||
 		maxlen > f.sb.sBlocksCount {
 		return nil, fmt.Errorf("%w: journal geometry first %d start %d length %d", ErrCorrupt, first, start, maxlen)
 	}
-	is64 := incompat&jbdFeature64bit != 0
-	csum3 := incompat&jbdFeatureCsumV3 != 0
-	csum2 := incompat&jbdFeatureCsumV2 != 0
-	tagBytes := 12
-	if csum3 {
-		tagBytes = 16
-	} else {
-		if csum2 {
-			tagBytes += 2
-		}
-		if !is64 {
-			tagBytes -= 4
-		}
-	}
-	tail := 0
-	var jseed uint32
-	if csum2 || csum3 {
-		tail = 4
-		jseed = crc32c(^uint32(0), sbuf[0x30:0x40]) // over the journal's UUID
-	}
-	// blockCsumOK checks a descriptor or revoke block's tail, or a commit
-	// block's h_chksum[0], each crc32c over the block with the field zeroed.
-	blockCsumOK := func(b []byte, at int) bool {
-		if tail == 0 {
-			return true
-		}
-		want := be32(b, at)
-		c := crc32c(jseed, b[:at])
-		c = crc32c(c, []byte{0, 0, 0, 0})
-		c = crc32c(c, b[at+4:])
-		return c == want
-	}
-	next := func(b uint64) uint64 {
-		b++
-		if b >= maxlen {
-			b = first
-		}
-		return b
-	}
+	sc.seq, sc.blk = js.sSequence, start
+	return sc, nil
+}
 
-	type tag struct {
-		fsblk uint64
-		log   uint64 // physical block of the data
-		esc   bool
+// readLog reads log block lblk into buf and returns its physical block.
+func (sc *journalScan) readLog(lblk uint64, buf []byte) (uint64, error) {
+	phys, err := sc.logPhys(lblk)
+	if err != nil {
+		return 0, err
 	}
-	type txn struct {
-		seq  uint32
-		tags []tag
+	return phys, sc.f.readDev(buf, phys)
+}
+
+func (sc *journalScan) logPhys(lblk uint64) (uint64, error) {
+	phys, _, err := sc.f.mapBlock(sc.jin, lblk)
+	if err != nil {
+		return 0, err
 	}
-	var txns []txn
-	revoked := map[uint64]uint32{} // fs block -> highest revoking sequence
-	var pendTags []tag
-	var pendRevoke []uint64
-	buf := make([]byte, f.bs)
-	blk := start
+	if phys == 0 {
+		return 0, fmt.Errorf("%w: hole in the journal at block %d", ErrCorrupt, lblk)
+	}
+	return phys, nil
+}
+
+// next is the log block after b; the log wraps from s_maxlen to s_first.
+func (sc *journalScan) next(b uint64) uint64 {
+	b++
+	if b >= uint64(sc.js.sMaxlen) {
+		b = uint64(sc.js.sFirst)
+	}
+	return b
+}
+
+// scan reads the log from s_start until a block that is not the next one
+// of the expected transaction (or is torn), at most once around.
+func (sc *journalScan) scan() error {
+	buf := make([]byte, sc.f.bs)
+	maxlen := uint64(sc.js.sMaxlen)
 	for steps := uint64(0); steps < maxlen; steps++ {
-		if _, err := readLog(blk, buf); err != nil {
-			return nil, err
+		if _, err := sc.readLog(sc.blk, buf); err != nil {
+			return err
 		}
-		if be32(buf, 0) != jbdMagic || be32(buf, 8) != seq {
-			break // the end of the log
+		h := decodeJournalHeader(buf)
+		if h.hMagic != jbdMagic || h.hSequence != sc.seq {
+			return nil // the end of the log
 		}
-		switch be32(buf, 4) {
-		case jbdDescriptor:
-			if !blockCsumOK(buf, len(buf)-4) {
-				steps = maxlen // a torn or damaged descriptor ends the log
-				continue
-			}
-			end := len(buf) - tail
-			for off := 12; off+tagBytes <= end; {
-				var fsblk uint64
-				var flags, tagCsum uint32
-				if csum3 {
-					fsblk = uint64(be32(buf, off))
-					flags = be32(buf, off+4)
-					tagCsum = be32(buf, off+12)
-					if is64 {
-						fsblk |= uint64(be32(buf, off+8)) << 32
-					}
-				} else {
-					fsblk = uint64(be32(buf, off))
-					flags = uint32(binary.BigEndian.Uint16(buf[off+6:]))
-					tagCsum = uint32(binary.BigEndian.Uint16(buf[off+4:]))
-					if is64 {
-						fsblk |= uint64(be32(buf, off+8)) << 32
-					}
-				}
-				blk = next(blk)
-				steps++
-				phys, _, err := f.mapBlock(jin, blk)
-				if err != nil {
-					return nil, err
-				}
-				if phys == 0 || fsblk >= f.sb.sBlocksCount {
-					return nil, fmt.Errorf("%w: journal tag for block %d", ErrCorrupt, fsblk)
-				}
-				tg := tag{fsblk, phys, flags&jbdFlagEscape != 0}
-				if tail != 0 {
-					// The data block's checksum covers the sequence and the
-					// block as logged; a mismatch skips that block, as the
-					// kernel does.
-					data := make([]byte, f.bs)
-					if err := f.readDev(data, phys); err != nil {
-						return nil, err
-					}
-					c := crc32c(crc32c(jseed, binary.BigEndian.AppendUint32(nil, seq)), data)
-					if csum2 {
-						c &= 0xFFFF
-					}
-					if c != tagCsum {
-						tg.fsblk = ^uint64(0)
-					}
-				}
-				pendTags = append(pendTags, tg)
-				off += tagBytes
-				if flags&jbdFlagSameUUID == 0 {
-					off += 16
-				}
-				if flags&jbdFlagLastTag != 0 {
-					break
-				}
-			}
-		case jbdRevoke:
-			if incompat&jbdFeatureRevoke == 0 && be32(sbuf, 4) == 4 {
-				break
-			}
-			count := int(be32(buf, 12))
-			rs := 4
-			if is64 {
-				rs = 8
-			}
-			if count > len(buf)-tail {
-				return nil, fmt.Errorf("%w: journal revoke block of %d bytes", ErrCorrupt, count)
-			}
-			for off := 16; off+rs <= count; off += rs {
-				if is64 {
-					pendRevoke = append(pendRevoke, binary.BigEndian.Uint64(buf[off:]))
-				} else {
-					pendRevoke = append(pendRevoke, uint64(be32(buf, off)))
-				}
-			}
-		case jbdCommit:
-			if !blockCsumOK(buf, 16) {
-				steps = maxlen // an uncommitted (torn) transaction ends the log
-				continue
-			}
-			txns = append(txns, txn{seq, pendTags})
-			for _, r := range pendRevoke {
-				if s, ok := revoked[r]; !ok || int32(seq-s) > 0 {
-					revoked[r] = seq
-				}
-			}
-			pendTags, pendRevoke = nil, nil
-			seq++
-		default:
-			steps = maxlen // an unknown block type ends the log
-			continue
+		more, used, err := sc.block(h.hBlocktype, buf)
+		if err != nil || !more {
+			return err
 		}
-		blk = next(blk)
+		steps += used
+		sc.blk = sc.next(sc.blk)
 	}
-	if len(txns) == 0 {
-		return nil, nil
+	return nil
+}
+
+// block handles one log block: it reports whether the log goes on and how
+// many data blocks after it were consumed.
+func (sc *journalScan) block(typ uint32, buf []byte) (more bool, used uint64, err error) {
+	switch typ {
+	case jbdDescriptor:
+		if !sc.js.blockCsumOK(buf, len(buf)-4) {
+			return false, 0, nil // a torn or damaged descriptor ends the log
+		}
+		used, err := sc.descriptor(buf)
+		return err == nil, used, err
+	case jbdRevoke:
+		if sc.js.sHeader.hBlocktype == jbdSuperblockV2 && !sc.js.has(jbdFeatureRevoke) {
+			return true, 0, nil
+		}
+		blocks, err := decodeRevoke(buf, &sc.js)
+		sc.pendRevoke = append(sc.pendRevoke, blocks...)
+		return err == nil, 0, err
+	case jbdCommit:
+		if !commitOK(buf, &sc.js) {
+			return false, 0, nil // an uncommitted (torn) transaction ends the log
+		}
+		sc.commit()
+		return true, 0, nil
 	}
+	return false, 0, nil // an unknown block type ends the log
+}
+
+// descriptor records where each tagged block's new content lies: the log
+// blocks following the descriptor, one per tag.
+func (sc *journalScan) descriptor(buf []byte) (uint64, error) {
+	tags := decodeDescriptorTags(buf, &sc.js)
+	for _, t := range tags {
+		sc.blk = sc.next(sc.blk)
+		phys, err := sc.logPhys(sc.blk)
+		if err != nil {
+			return 0, err
+		}
+		if t.tBlocknr >= sc.f.sb.sBlocksCount {
+			return 0, fmt.Errorf("%w: journal tag for block %d", ErrCorrupt, t.tBlocknr)
+		}
+		lb := loggedBlock{fsblk: t.tBlocknr, phys: phys, esc: t.tFlags&jbdFlagEscape != 0}
+		if sc.js.csum() {
+			// A mismatch skips that block, as the kernel does.
+			data := make([]byte, sc.f.bs)
+			if err := sc.f.readDev(data, phys); err != nil {
+				return 0, err
+			}
+			if !sc.js.dataCsumOK(sc.seq, data, t.tChecksum) {
+				lb.fsblk = ^uint64(0)
+			}
+		}
+		sc.pendTags = append(sc.pendTags, lb)
+	}
+	return uint64(len(tags)), nil
+}
+
+// commit closes the open transaction: its blocks and revocations count.
+func (sc *journalScan) commit() {
+	sc.txns = append(sc.txns, journalTxn{sc.seq, sc.pendTags})
+	for _, r := range sc.pendRevoke {
+		if s, ok := sc.revoked[r]; !ok || int32(sc.seq-s) > 0 {
+			sc.revoked[r] = sc.seq
+		}
+	}
+	sc.pendTags, sc.pendRevoke = nil, nil
+	sc.seq++
+}
+
+// overlay maps each block to its newest committed, unrevoked copy (nil
+// when no transaction committed).
+func (sc *journalScan) overlay() *overlay {
+	if len(sc.txns) == 0 {
+		return nil
+	}
+	f := sc.f
 	o := &overlay{base: f.r, bits: f.bits, src: map[uint64]journalSrc{}}
-	for _, t := range txns {
-		for _, tg := range t.tags {
-			if tg.fsblk == ^uint64(0) {
+	for _, t := range sc.txns {
+		for _, lb := range t.blocks {
+			if lb.fsblk == ^uint64(0) {
 				continue // failed its checksum
 			}
-			if s, ok := revoked[tg.fsblk]; ok && int32(s-t.seq) >= 0 {
+			if s, ok := sc.revoked[lb.fsblk]; ok && int32(s-t.seq) >= 0 {
 				continue
 			}
-			o.src[tg.fsblk] = journalSrc{phys: tg.log, escape: tg.esc}
+			o.src[lb.fsblk] = journalSrc{phys: lb.phys, escape: lb.esc}
 		}
 	}
 	for b := range o.src {
 		o.blocks = append(o.blocks, b)
 	}
 	sort.Slice(o.blocks, func(i, j int) bool { return o.blocks[i] < o.blocks[j] })
-	return o, nil
+	return o
 }

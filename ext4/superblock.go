@@ -103,7 +103,7 @@ type superblock struct {
 
 func decodeSuperblock(b []byte) (*superblock, error) {
 	if len(b) < superblockSize {
-		return nil, fmt.Errorf("%w: short superblock", ErrCorrupt)
+		return nil, fmt.Errorf("%w: short superblock", ErrNotExt4)
 	}
 	le16 := func(o int) uint16 { return binary.LittleEndian.Uint16(b[o:]) }
 	le32 := func(o int) uint32 { return binary.LittleEndian.Uint32(b[o:]) }
@@ -136,7 +136,7 @@ func decodeSuperblock(b []byte) (*superblock, error) {
 		sChecksum:          le32(0x3FC),
 	}
 	if s.sMagic != superMagic {
-		return nil, fmt.Errorf("%w: bad superblock magic %#x", ErrCorrupt, s.sMagic)
+		return nil, fmt.Errorf("%w: bad superblock magic %#x", ErrNotExt4, s.sMagic)
 	}
 	if s.sRevLevel >= 1 {
 		s.sFirstIno = le32(0x54)
@@ -165,30 +165,59 @@ func (s *superblock) incompat(f uint32) bool { return s.sFeatureIncompat&f != 0 
 func (s *superblock) roCompat(f uint32) bool { return s.sFeatureRoCompat&f != 0 }
 func (s *superblock) compat(f uint32) bool   { return s.sFeatureCompat&f != 0 }
 
-// validate checks the geometry so later arithmetic cannot divide by zero,
-// overflow, or allocate without bound.
+// validate checks the features, the checksum and the geometry, so that
+// later arithmetic cannot divide by zero, overflow, or allocate without bound.
 func (s *superblock) validate(raw []byte) error {
-	if u := s.sFeatureIncompat &^ supportedIncompat; u != 0 {
-		var names []string
-		for _, n := range incompatNames {
-			if u&n.bit != 0 {
-				names = append(names, n.name)
-				u &^= n.bit
-			}
-		}
-		if u != 0 {
-			names = append(names, fmt.Sprintf("%#x", u))
-		}
-		return fmt.Errorf("%w: incompatible features %s", ErrUnsupported, strings.Join(names, ", "))
+	if err := s.checkFeatures(); err != nil {
+		return err
 	}
-	if s.roCompat(roCompatMetadataCsum) {
-		if s.sChecksumType != 1 {
-			return fmt.Errorf("%w: unknown checksum type %d", ErrCorrupt, s.sChecksumType)
-		}
-		if c := crc32c(^uint32(0), raw[:0x3FC]); c != s.sChecksum {
-			return fmt.Errorf("%w: superblock checksum %#x, computed %#x", ErrChecksum, s.sChecksum, c)
+	if err := s.checkChecksum(raw); err != nil {
+		return err
+	}
+	if err := s.checkSizes(); err != nil {
+		return err
+	}
+	return s.checkGroups()
+}
+
+// checkFeatures refuses incompatible features this reader lacks, by name.
+func (s *superblock) checkFeatures() error {
+	u := s.sFeatureIncompat &^ supportedIncompat
+	if u == 0 {
+		return nil
+	}
+	var names []string
+	for _, n := range incompatNames {
+		if u&n.bit != 0 {
+			names = append(names, n.name)
+			u &^= n.bit
 		}
 	}
+	if u != 0 {
+		names = append(names, fmt.Sprintf("%#x", u))
+	}
+	return fmt.Errorf("%w: incompatible features %s", ErrUnsupported, strings.Join(names, ", "))
+}
+
+// checkChecksum verifies the metadata_csum superblock checksum. A mismatch
+// is both ErrNotExt4 (the superblock cannot be trusted to describe an ext4
+// filesystem: with a wrong key the magic matched by chance) and ErrChecksum.
+func (s *superblock) checkChecksum(raw []byte) error {
+	if !s.roCompat(roCompatMetadataCsum) {
+		return nil
+	}
+	if s.sChecksumType != 1 {
+		return fmt.Errorf("%w: unknown checksum type %d", ErrCorrupt, s.sChecksumType)
+	}
+	if c := crc32c(^uint32(0), raw[:0x3FC]); c != s.sChecksum {
+		return fmt.Errorf("%w: %w: superblock checksum %#x, computed %#x", ErrNotExt4, ErrChecksum, s.sChecksum, c)
+	}
+	return nil
+}
+
+// checkSizes checks block, cluster and inode sizes; without bigalloc the
+// cluster fields are set to the block ones.
+func (s *superblock) checkSizes() error {
 	if s.sLogBlockSize > 6 { // 1 KiB << 6 = 64 KiB
 		return fmt.Errorf("%w: block size 2^(10+%d)", ErrCorrupt, s.sLogBlockSize)
 	}
@@ -201,18 +230,8 @@ func (s *superblock) validate(raw []byte) error {
 		s.sClustersPerGroup = s.sBlocksPerGroup
 	}
 	bs := uint32(1024) << s.sLogBlockSize
-	if s.sBlocksPerGroup == 0 || s.sBlocksPerGroup > 8*bs<<(s.sLogClusterSize-s.sLogBlockSize) ||
-		s.sInodesPerGroup == 0 || s.sInodesPerGroup > 8*bs {
-		return fmt.Errorf("%w: blocks per group %d, inodes per group %d", ErrCorrupt, s.sBlocksPerGroup, s.sInodesPerGroup)
-	}
 	if s.sInodeSize < 128 || uint32(s.sInodeSize) > bs || s.sInodeSize&(s.sInodeSize-1) != 0 {
 		return fmt.Errorf("%w: inode size %d", ErrCorrupt, s.sInodeSize)
-	}
-	if s.sFirstDataBlock > 1 || bs > 1024 && s.sFirstDataBlock != 0 {
-		return fmt.Errorf("%w: first data block %d with block size %d", ErrCorrupt, s.sFirstDataBlock, bs)
-	}
-	if s.sBlocksCount <= uint64(s.sFirstDataBlock) || s.sBlocksCount > 1<<48 {
-		return fmt.Errorf("%w: block count %d", ErrCorrupt, s.sBlocksCount)
 	}
 	if s.incompat(incompat64bit) {
 		if s.sDescSize < 32 || s.sDescSize > 1024 || s.sDescSize&(s.sDescSize-1) != 0 {
@@ -220,6 +239,22 @@ func (s *superblock) validate(raw []byte) error {
 		}
 	} else {
 		s.sDescSize = 32
+	}
+	return nil
+}
+
+// checkGroups checks the group geometry and the block and inode counts.
+func (s *superblock) checkGroups() error {
+	bs := uint32(1024) << s.sLogBlockSize
+	if s.sBlocksPerGroup == 0 || s.sBlocksPerGroup > 8*bs<<(s.sLogClusterSize-s.sLogBlockSize) ||
+		s.sInodesPerGroup == 0 || s.sInodesPerGroup > 8*bs {
+		return fmt.Errorf("%w: blocks per group %d, inodes per group %d", ErrCorrupt, s.sBlocksPerGroup, s.sInodesPerGroup)
+	}
+	if s.sFirstDataBlock > 1 || bs > 1024 && s.sFirstDataBlock != 0 {
+		return fmt.Errorf("%w: first data block %d with block size %d", ErrCorrupt, s.sFirstDataBlock, bs)
+	}
+	if s.sBlocksCount <= uint64(s.sFirstDataBlock) || s.sBlocksCount > 1<<48 {
+		return fmt.Errorf("%w: block count %d", ErrCorrupt, s.sBlocksCount)
 	}
 	ngroups := (s.sBlocksCount - uint64(s.sFirstDataBlock) + uint64(s.sBlocksPerGroup) - 1) / uint64(s.sBlocksPerGroup)
 	if uint64(s.sInodesCount) > ngroups*uint64(s.sInodesPerGroup) || ngroups > 1<<32 {

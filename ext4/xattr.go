@@ -173,7 +173,7 @@ func splitXattrName(name string) (uint8, string, bool) {
 func (f *FS) GetXattr(ino uint64, name string) ([]byte, error) {
 	idx, suffix, ok := splitXattrName(name)
 	if !ok {
-		return nil, fmt.Errorf("ext4: inode %d: %q: %w", ino, name, ErrNoXattr)
+		return nil, fmt.Errorf("ext4: inode %d: %w", ino, ErrNoXattr)
 	}
 	in, err := f.inode(ino)
 	if err != nil {
@@ -181,7 +181,7 @@ func (f *FS) GetXattr(ino uint64, name string) ([]byte, error) {
 	}
 	v, err := f.xattrValue(in, idx, suffix)
 	if err != nil {
-		return nil, fmt.Errorf("ext4: inode %d: %q: %w", ino, name, err)
+		return nil, fmt.Errorf("ext4: inode %d: %w", ino, err)
 	}
 	if idx == xattrIndexACLAccess || idx == xattrIndexACLDefault {
 		return aclToXattr(v)
@@ -211,9 +211,11 @@ func (f *FS) eaInodeValue(owner *inode, e xattrEntry) ([]byte, error) {
 	if !f.sb.incompat(incompatEAInode) || uint64(e.eValueInum) == owner.ino {
 		return nil, fmt.Errorf("%w: xattr value in inode %d", ErrCorrupt, e.eValueInum)
 	}
-	vi, err := f.inode(uint64(e.eValueInum))
+	// readInode, not inode: its errors carry no package prefix, which
+	// GetXattr adds. Values are read rarely; the block cache serves it.
+	vi, err := f.readInode(uint64(e.eValueInum))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("xattr value inode %d: %w", e.eValueInum, err)
 	}
 	if vi.iFlags&flagEAInode == 0 || vi.fileType() != syscall.S_IFREG || vi.iSize != uint64(e.eValueSize) ||
 		vi.iFlags&flagInlineData != 0 {

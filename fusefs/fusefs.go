@@ -27,8 +27,14 @@ type Options struct {
 	// (mount option allow_other; needs user_allow_other in /etc/fuse.conf
 	// when not root).
 	AllowOther bool
-	// Debug logs every FUSE request and reply.
+	// Debug logs every FUSE request at slog's debug level: the operation,
+	// node IDs, offsets and sizes, the result and the time taken; never
+	// file data, names, link targets, directory entries or xattrs.
 	Debug bool
+	// UnsafeTraceContent turns on go-fuse's own request trace, which prints
+	// names, link targets, directory entries and the first bytes of file
+	// data: whoever reads the logs reads the image. For test images only.
+	UnsafeTraceContent bool
 	// FsName is the mount source shown in /proc/mounts and df; default "chestfs".
 	FsName string
 	// Name is the subtype: the type shows as "fuse.<Name>"; default "chestfs".
@@ -92,7 +98,7 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		Options:       []string{"ro", "default_permissions"},
 		FsName:        opts.FsName,
 		Name:          opts.Name,
-		Debug:         opts.Debug,
+		Debug:         opts.UnsafeTraceContent,
 		Logger:        slog.NewLogLogger(slog.Default().Handler(), slog.LevelInfo),
 		MaxWrite:      maxRead,
 		MaxReadAhead:  maxRead,
@@ -110,7 +116,11 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
 	}
 	raw := newRawFS(fsys)
-	srv, err := fuse.NewServer(raw, abs, mo)
+	var served fuse.RawFileSystem = raw
+	if opts.Debug {
+		served = &tracedFS{raw}
+	}
+	srv, err := fuse.NewServer(served, abs, mo)
 	if err != nil {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", abs, err)
 	}

@@ -1,0 +1,201 @@
+package fusefs
+
+import (
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// tracedFS is the request trace of Options.Debug: for every request it logs
+// (slog, debug level) the operation, node IDs, offsets, sizes, the result
+// and the time taken. Never names, file data, link targets, directory
+// entries or xattr names and values: logs leave the confidential guest
+// (go-fuse's own Debug trace prints all of those; see
+// Options.UnsafeTraceContent).
+type tracedFS struct{ *rawFS }
+
+func trace(op string, node uint64, t0 time.Time, st fuse.Status, attrs ...any) {
+	res := "OK"
+	if st != fuse.OK {
+		res = unix.ErrnoName(syscall.Errno(st))
+		if res == "" {
+			res = st.String()
+		}
+	}
+	slog.Debug("fuse", append([]any{"op", op, "node", node, "status", res, "dur", time.Since(t0)}, attrs...)...)
+}
+
+func (t *tracedFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Lookup(cancel, h, name, out)
+	trace("lookup", h.NodeId, t0, st, "entry", out.NodeId)
+	return st
+}
+
+func (t *tracedFS) Forget(nodeid, nlookup uint64) {
+	t0 := time.Now()
+	t.rawFS.Forget(nodeid, nlookup)
+	trace("forget", nodeid, t0, fuse.OK, "nlookup", nlookup)
+}
+
+func (t *tracedFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.GetAttr(cancel, in, out)
+	trace("getattr", in.NodeId, t0, st, "size", out.Size)
+	return st
+}
+
+func (t *tracedFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Statx(cancel, in, out)
+	trace("statx", in.NodeId, t0, st, "size", out.Size)
+	return st
+}
+
+func (t *tracedFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Access(cancel, in)
+	trace("access", in.NodeId, t0, st, "mask", in.Mask)
+	return st
+}
+
+func (t *tracedFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	t0 := time.Now()
+	target, st := t.rawFS.Readlink(cancel, h)
+	trace("readlink", h.NodeId, t0, st, "size", len(target))
+	return target, st
+}
+
+func (t *tracedFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Open(cancel, in, out)
+	trace("open", in.NodeId, t0, st, "flags", in.Flags)
+	return st
+}
+
+func (t *tracedFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	t0 := time.Now()
+	res, st := t.rawFS.Read(cancel, in, buf)
+	n := 0
+	if res != nil {
+		n = res.Size()
+	}
+	trace("read", in.NodeId, t0, st, "off", in.Offset, "size", in.Size, "n", n)
+	return res, st
+}
+
+func (t *tracedFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	t0 := time.Now()
+	t.rawFS.Release(cancel, in)
+	trace("release", in.NodeId, t0, fuse.OK)
+}
+
+func (t *tracedFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.OpenDir(cancel, in, out)
+	trace("opendir", in.NodeId, t0, st, "fh", out.Fh)
+	return st
+}
+
+func (t *tracedFS) ReleaseDir(in *fuse.ReleaseIn) {
+	t0 := time.Now()
+	t.rawFS.ReleaseDir(in)
+	trace("releasedir", in.NodeId, t0, fuse.OK, "fh", in.Fh)
+}
+
+func (t *tracedFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.ReadDir(cancel, in, out)
+	trace("readdir", in.NodeId, t0, st, "off", in.Offset, "size", in.Size)
+	return st
+}
+
+func (t *tracedFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.ReadDirPlus(cancel, in, out)
+	trace("readdirplus", in.NodeId, t0, st, "off", in.Offset, "size", in.Size)
+	return st
+}
+
+func (t *tracedFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.StatFs(cancel, h, out)
+	trace("statfs", h.NodeId, t0, st)
+	return st
+}
+
+func (t *tracedFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	t0 := time.Now()
+	n, st := t.rawFS.GetXAttr(cancel, h, attr, dest)
+	trace("getxattr", h.NodeId, t0, st, "size", len(dest), "n", n)
+	return n, st
+}
+
+func (t *tracedFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	t0 := time.Now()
+	n, st := t.rawFS.ListXAttr(cancel, h, dest)
+	trace("listxattr", h.NodeId, t0, st, "size", len(dest), "n", n)
+	return n, st
+}
+
+func (t *tracedFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Ioctl(cancel, in, inbuf, out, outbuf)
+	trace("ioctl", in.NodeId, t0, st, "cmd", in.Cmd)
+	return st
+}
+
+// Write requests are answered EROFS by rawFS; the trace shows them by
+// operation and node only.
+
+func (t *tracedFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	trace("setattr", in.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.SetAttr(cancel, in, out)
+}
+func (t *tracedFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	trace("mknod", in.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Mknod(cancel, in, name, out)
+}
+func (t *tracedFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	trace("mkdir", in.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Mkdir(cancel, in, name, out)
+}
+func (t *tracedFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	trace("unlink", h.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Unlink(cancel, h, name)
+}
+func (t *tracedFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	trace("rmdir", h.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Rmdir(cancel, h, name)
+}
+func (t *tracedFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	trace("rename", in.NodeId, time.Now(), fuse.EROFS, "newdir", in.Newdir)
+	return t.rawFS.Rename(cancel, in, oldName, newName)
+}
+func (t *tracedFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	trace("link", in.NodeId, time.Now(), fuse.EROFS, "old", in.Oldnodeid)
+	return t.rawFS.Link(cancel, in, name, out)
+}
+func (t *tracedFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	trace("symlink", h.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Symlink(cancel, h, target, name, out)
+}
+func (t *tracedFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	trace("setxattr", in.NodeId, time.Now(), fuse.EROFS, "size", len(data))
+	return t.rawFS.SetXAttr(cancel, in, attr, data)
+}
+func (t *tracedFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
+	trace("removexattr", h.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.RemoveXAttr(cancel, h, attr)
+}
+func (t *tracedFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	trace("create", in.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Create(cancel, in, name, out)
+}
+func (t *tracedFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", len(data))
+	return t.rawFS.Write(cancel, in, data)
+}
