@@ -88,7 +88,7 @@ func (o *opened) openRest(ctx context.Context, cfg openConfig, want openWant) er
 	if err != nil || want == wantVolume {
 		return err
 	}
-	o.fs, err = openExt4(o.vol)
+	o.fs, err = openExt4(o.vol, o.encrypted())
 	return err
 }
 
@@ -158,15 +158,13 @@ func (o *opened) unlock(v volumeConfig, hdrSrc blockdev.Source, key []byte) erro
 }
 
 // openExt4 reads the filesystem on the volume.
-func openExt4(vol blockdev.Volume) (*ext4.FS, error) {
+func openExt4(vol blockdev.Volume, encrypted bool) (*ext4.FS, error) {
 	fsys, err := ext4.Open(vol, vol.Size())
-	if err != nil {
-		if errors.Is(err, ext4.ErrCorrupt) || errors.Is(err, ext4.ErrUnsupported) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("no ext4 filesystem on the volume (wrong key for plain dm-crypt?): %w", err)
+	if errors.Is(err, ext4.ErrNotExt4) && encrypted {
+		// A wrong key decrypts the superblock to noise.
+		return nil, fmt.Errorf("%w (wrong key for plain dm-crypt, or wrong --offset/--cipher?)", err)
 	}
-	return fsys, nil
+	return fsys, err
 }
 
 // openSource opens a local path or an Azure Blob URL. Blobs get a chunk cache

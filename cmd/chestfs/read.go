@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -54,6 +55,22 @@ func extractCommand() *cli.Command {
 	}
 }
 
+// resolve is ext4's path resolver with errors that name the path, not inodes.
+func resolve(fsys *ext4.FS, p string, follow ext4.FollowMode) (uint64, error) {
+	ino, err := fsys.Resolve(p, follow)
+	switch {
+	case err == nil:
+		return ino, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, fmt.Errorf("%s: no such file or directory (does not exist in the image)", p)
+	case errors.Is(err, ext4.ErrNotDir):
+		return 0, fmt.Errorf("%s: a component of the path is not a directory", p)
+	case errors.Is(err, ext4.ErrLoop):
+		return 0, fmt.Errorf("%s: %w", p, ext4.ErrLoop)
+	}
+	return 0, fmt.Errorf("%s: %w", p, err)
+}
+
 func lsCmd(c *cli.Context) error {
 	return withFS(c, []string{"SOURCE", "[PATH]"}, ls)
 }
@@ -63,7 +80,7 @@ func ls(a []string, fsys *ext4.FS) error {
 	if len(a) > 1 {
 		p = a[1]
 	}
-	ino, err := resolve(fsys, p, false)
+	ino, err := resolve(fsys, p, ext4.NoFollow)
 	if err != nil {
 		return err
 	}
@@ -183,7 +200,7 @@ func catCmd(c *cli.Context) error {
 }
 
 func cat(a []string, fsys *ext4.FS) error {
-	ino, err := resolve(fsys, a[1], true)
+	ino, err := resolve(fsys, a[1], ext4.Follow)
 	if err != nil {
 		return err
 	}
