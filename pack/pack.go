@@ -59,6 +59,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/xts"
 )
 
@@ -145,8 +146,8 @@ func Pack(ctx context.Context, opts Options) error {
 	if len(opts.Key) > MaxKeySize {
 		return fmt.Errorf("pack: key longer than %d bytes", MaxKeySize)
 	}
-	if len(opts.Label) >= labelLen || strings.IndexByte(opts.Label, 0) >= 0 {
-		return fmt.Errorf("pack: label must be at most %d bytes without NUL", labelLen-1)
+	if len(opts.Label) > luks.MaxLabelLen || strings.IndexByte(opts.Label, 0) >= 0 {
+		return fmt.Errorf("pack: label must be at most %d bytes without NUL", luks.MaxLabelLen)
 	}
 	if opts.Image == "" {
 		return errors.New("pack: no image path")
@@ -259,8 +260,8 @@ func kdfFromOptions(o Options) (kdfParams, error) {
 			par = DefaultArgon2Parallel
 		}
 		// cryptsetup's limits (pbkdf.c): time >= 4, 32 KiB <= memory <= 4 GiB, 1..4 threads.
-		if it < 4 || it > 1<<24 {
-			return k, fmt.Errorf("pack: argon2 iterations %d out of range 4..%d", it, 1<<24)
+		if it < 4 || it > 1<<20 { // 1<<20: the most blockdev/luks unlocks
+			return k, fmt.Errorf("pack: argon2 iterations %d out of range 4..%d", it, 1<<20)
 		}
 		if par < 1 || par > 4 {
 			return k, fmt.Errorf("pack: argon2 parallel %d out of range 1..4", par)
