@@ -57,7 +57,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/xts"
@@ -136,10 +135,82 @@ var (
 // failure, including ctx being cancelled, neither IMAGE nor a temporary
 // file is left behind.
 func Pack(ctx context.Context, opts Options) error {
-	kdf, err := kdfFromOptions(opts)
+	job, err := prepare(opts)
 	if err != nil {
 		return err
 	}
+	prog := newProgress(opts.Progress)
+	defer prog.finish()
+
+	ext4File, err := os.CreateTemp(job.tmpDir, ".chestfs-pack-*.ext4")
+	if err != nil {
+		return fmt.Errorf("pack: temporary file: %w", err)
+	}
+	ext4Path := ext4File.Name()
+	defer os.Remove(ext4Path)
+	ext4File.Close()
+
+	ext4Size, err := job.buildExt4(ctx, ext4Path, prog)
+	if err != nil {
+		return err
+	}
+	if err := fixInodes(ctx, ext4Path, ext4Size, job.dir, job.dirInfo, opts.Owner); err != nil {
+		return err
+	}
+
+	volumeKey := randBytes(volumeKeySize)
+	defer clear(volumeKey)
+	prog.step("writing LUKS2 header")
+	hdr, err := luksHeader(opts.Key, volumeKey, job.kdf, opts.Label)
+	if err != nil {
+		return err
+	}
+	return writeImage(ctx, opts.Image, opts.Overwrite, hdr, ext4Path, ext4Size, volumeKey, prog)
+}
+
+// job is a validated Options with what Pack derived from it.
+type job struct {
+	opts     Options
+	kdf      kdfParams
+	headroom Headroom
+	dir      string // DIR with symlinks resolved
+	dirInfo  os.FileInfo
+	mkfs     string
+	tmpDir   string
+}
+
+// prepare checks opts before any work is done.
+func prepare(opts Options) (*job, error) {
+	kdf, err := kdfFromOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOptions(opts); err != nil {
+		return nil, err
+	}
+	j := &job{opts: opts, kdf: kdf, tmpDir: opts.TempDir}
+	if j.headroom, err = ParseHeadroom(opts.Headroom); err != nil {
+		return nil, err
+	}
+	if j.dir, j.dirInfo, err = sourceDir(opts.Dir); err != nil {
+		return nil, err
+	}
+	if !opts.Overwrite {
+		if _, err := os.Lstat(opts.Image); err == nil {
+			return nil, fmt.Errorf("pack: %s: %w", opts.Image, fs.ErrExist)
+		}
+	}
+	if j.mkfs, err = findMkfs(opts.Mkfs); err != nil {
+		return nil, err
+	}
+	if j.tmpDir == "" {
+		j.tmpDir = filepath.Dir(opts.Image)
+	}
+	return j, nil
+}
+
+// checkOptions checks the key, label, image path and size.
+func checkOptions(opts Options) error {
 	if len(opts.Key) == 0 {
 		return errors.New("pack: empty key")
 	}
@@ -152,94 +223,62 @@ func Pack(ctx context.Context, opts Options) error {
 	if opts.Image == "" {
 		return errors.New("pack: no image path")
 	}
-	headroom, err := ParseHeadroom(opts.Headroom)
-	if err != nil {
-		return err
-	}
 	if opts.Size != 0 && (opts.Size%dataSectorSize != 0 || opts.Size < dataOffset+minExt4Size) {
 		return fmt.Errorf("pack: image size %d must be a multiple of 4096 and at least %d", opts.Size, dataOffset+minExt4Size)
 	}
-	dir, err := filepath.EvalSymlinks(opts.Dir) // the walk must see what mkfs.ext4 sees
-	if err != nil {
-		return fmt.Errorf("pack: source directory: %w", err)
-	}
-	dirInfo, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("pack: source directory: %w", err)
-	}
-	if !dirInfo.IsDir() {
-		return fmt.Errorf("pack: source %s is not a directory", opts.Dir)
-	}
-	if !opts.Overwrite {
-		if _, err := os.Lstat(opts.Image); err == nil {
-			return fmt.Errorf("pack: %s: %w", opts.Image, fs.ErrExist)
-		}
-	}
-	mkfs, err := findMkfs(opts.Mkfs)
-	if err != nil {
-		return err
-	}
-	tmpDir := opts.TempDir
-	if tmpDir == "" {
-		tmpDir = filepath.Dir(opts.Image)
-	}
-	prog := newProgress(opts.Progress)
-	defer prog.finish()
+	return nil
+}
 
-	ext4Size := opts.Size - dataOffset
+// sourceDir resolves DIR's symlinks (the walk must see what mkfs.ext4
+// sees) and checks that it is a directory.
+func sourceDir(d string) (string, os.FileInfo, error) {
+	dir, err := filepath.EvalSymlinks(d)
+	if err != nil {
+		return "", nil, fmt.Errorf("pack: source directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("pack: source directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", nil, fmt.Errorf("pack: source %s is not a directory", d)
+	}
+	return dir, fi, nil
+}
+
+// buildExt4 runs mkfs.ext4 into path and returns the file system's size:
+// Options.Size less the header, or DIR's estimate plus headroom, grown by
+// half while it falls short (at most 5 times).
+func (j *job) buildExt4(ctx context.Context, path string, prog *progress) (int64, error) {
+	size := j.opts.Size - dataOffset
 	var inodes int64
-	if opts.Size == 0 {
-		prog.step("sizing " + opts.Dir)
-		est, err := estimate(ctx, dir)
+	if j.opts.Size == 0 {
+		prog.step("sizing " + j.opts.Dir)
+		est, err := estimate(ctx, j.dir)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		ext4Size, inodes = est.fsSize(headroom)
+		size, inodes = est.fsSize(j.headroom)
 	}
-
-	ext4File, err := os.CreateTemp(tmpDir, ".chestfs-pack-*.ext4")
-	if err != nil {
-		return fmt.Errorf("pack: temporary file: %w", err)
-	}
-	ext4Path := ext4File.Name()
-	defer os.Remove(ext4Path)
-	ext4File.Close()
-
 	for attempt := 0; ; attempt++ {
-		prog.step(fmt.Sprintf("building ext4 (%d MiB)", ext4Size>>20))
-		err = runMkfs(ctx, mkfs, dir, ext4Path, ext4Size, inodes)
+		prog.step(fmt.Sprintf("building ext4 (%d MiB)", size>>20))
+		err := runMkfs(ctx, j.mkfs, j.dir, path, size, inodes)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, ErrNoSpace) || opts.Size != 0 || attempt >= 5 {
-			return err
+		if !errors.Is(err, ErrNoSpace) || j.opts.Size != 0 || attempt >= 5 {
+			return 0, err
 		}
-		// The estimate fell short: grow by half and try again.
-		ext4Size = roundUp(ext4Size+ext4Size/2, 1<<20)
+		size = roundUp(size+size/2, 1<<20)
 		if inodes > 0 {
 			inodes += inodes / 2
 		}
-		slog.Debug("pack: ext4 too small, retrying", "size", ext4Size)
+		slog.Debug("pack: ext4 too small, retrying", "size", size)
 	}
 	if afterMkfsHook != nil {
 		afterMkfsHook()
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := fixInodes(ctx, ext4Path, ext4Size, dir, dirInfo, opts.Owner); err != nil {
-		return err
-	}
-
-	volumeKey := randBytes(volumeKeySize)
-	defer clear(volumeKey)
-	prog.step("writing LUKS2 header")
-	hdr, err := luksHeader(opts.Key, volumeKey, kdf, opts.Label)
-	if err != nil {
-		return err
-	}
-
-	return writeImage(ctx, opts.Image, opts.Overwrite, hdr, ext4Path, ext4Size, volumeKey, prog)
+	return size, ctx.Err()
 }
 
 func kdfFromOptions(o Options) (kdfParams, error) {
@@ -337,39 +376,6 @@ func runMkfs(ctx context.Context, mkfs, dir, path string, size, inodes int64) er
 		return fmt.Errorf("pack: mkfs.ext4 failed (%v): %s", err, msg)
 	}
 	return nil
-}
-
-// fixInodes gives the root directory DIR's mode, owner and times, every
-// inode nanosecond times, and maps all owners when owner is set.
-func fixInodes(ctx context.Context, path string, size int64, dir string, dirInfo os.FileInfo, owner *[2]uint32) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	defer f.Close()
-	perm := uint16(dirInfo.Mode().Perm())
-	if dirInfo.Mode()&fs.ModeSetuid != 0 {
-		perm |= 0o4000
-	}
-	if dirInfo.Mode()&fs.ModeSetgid != 0 {
-		perm |= 0o2000
-	}
-	if dirInfo.Mode()&fs.ModeSticky != 0 {
-		perm |= 0o1000
-	}
-	a := inodeAttrs{perm: &perm, allOwner: owner}
-	if st, ok := dirInfo.Sys().(*syscall.Stat_t); ok {
-		a.owner = &[2]uint32{st.Uid, st.Gid}
-		a.mtime = &timeSpec{st.Mtim.Sec, st.Mtim.Nsec}
-		a.atime = &timeSpec{st.Atim.Sec, st.Atim.Nsec}
-	}
-	if err := patchInodes(f, size, a); err != nil {
-		return err
-	}
-	if err := setTimes(ctx, f, size, dir); err != nil {
-		return err
-	}
-	return f.Close()
 }
 
 // writeImage writes header and encrypted ext4 into a temporary file beside
