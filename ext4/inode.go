@@ -19,6 +19,37 @@ const (
 
 const goodOldInodeSize = 128
 
+// On-disk inode field offsets (struct ext4_inode), for decodeInode and for
+// the patcher in patch.go.
+const (
+	iModeOff        = 0x00
+	iUIDLoOff       = 0x02
+	iSizeLoOff      = 0x04
+	iAtimeOff       = 0x08
+	iCtimeOff       = 0x0C
+	iMtimeOff       = 0x10
+	iGIDLoOff       = 0x18
+	iLinksOff       = 0x1A
+	iBlocksLoOff    = 0x1C
+	iFlagsOff       = 0x20
+	iBlockOff       = 0x28
+	iGenerationOff  = 0x64
+	iFileACLLoOff   = 0x68
+	iSizeHiOff      = 0x6C
+	iBlocksHiOff    = 0x74
+	iFileACLHiOff   = 0x76
+	iUIDHiOff       = 0x78
+	iGIDHiOff       = 0x7A
+	iChecksumLoOff  = 0x7C
+	iExtraIsizeOff  = 0x80
+	iChecksumHiOff  = 0x82
+	iCtimeExtraOff  = 0x84
+	iMtimeExtraOff  = 0x88
+	iAtimeExtraOff  = 0x8C
+	iCrtimeOff      = 0x90
+	iCrtimeExtraOff = 0x94
+)
+
 // inode is a decoded on-disk inode; raw keeps the whole record for xattrs.
 type inode struct {
 	ino                         uint64
@@ -67,24 +98,31 @@ func (f *FS) inode(ino uint64) (*inode, error) {
 }
 
 func (f *FS) readInode(ino uint64) (*inode, error) {
+	pos, err := f.inodePos(ino)
+	if err != nil {
+		return nil, err
+	}
+	blk, err := f.block(pos / f.bs)
+	if err != nil {
+		return nil, err
+	}
+	raw := make([]byte, f.sb.sInodeSize)
+	copy(raw, blk[pos%f.bs:])
+	return f.decodeInode(ino, raw)
+}
+
+// inodePos is the byte position of inode ino's record on the device.
+func (f *FS) inodePos(ino uint64) (uint64, error) {
 	if ino == 0 || ino > uint64(f.sb.sInodesCount) {
-		return nil, fmt.Errorf("%w: inode number out of range (1..%d)", fs.ErrNotExist, f.sb.sInodesCount)
+		return 0, fmt.Errorf("%w: inode number out of range (1..%d)", fs.ErrNotExist, f.sb.sInodesCount)
 	}
 	g := (ino - 1) / uint64(f.sb.sInodesPerGroup)
 	idx := (ino - 1) % uint64(f.sb.sInodesPerGroup)
 	gd := &f.groups[g]
 	if gd.bad != nil {
-		return nil, gd.bad
+		return 0, gd.bad
 	}
-	isz := uint64(f.sb.sInodeSize)
-	off := idx * isz
-	blk, err := f.block(gd.bgInodeTable + off/f.bs)
-	if err != nil {
-		return nil, err
-	}
-	raw := make([]byte, isz)
-	copy(raw, blk[off%f.bs:])
-	return f.decodeInode(ino, raw)
+	return gd.bgInodeTable*f.bs + idx*uint64(f.sb.sInodeSize), nil
 }
 
 func decodeTime(base uint32, extra uint32, hasExtra bool) time.Time {
@@ -100,27 +138,36 @@ func decodeTime(base uint32, extra uint32, hasExtra bool) time.Time {
 	return time.Unix(sec, nsec)
 }
 
+// encodeTime is the inverse of decodeTime: the low 32 bits of the seconds
+// for the base field, and for the extra field the nanoseconds and the two
+// epoch bits that carry the seconds past 2038.
+func encodeTime(t time.Time) (base, extra uint32) {
+	sec := t.Unix()
+	epoch := uint32((sec-int64(int32(sec)))>>32) & 3
+	return uint32(sec), uint32(t.Nanosecond())<<2 | epoch
+}
+
 func (f *FS) decodeInode(ino uint64, b []byte) (*inode, error) {
 	le16 := func(o int) uint16 { return binary.LittleEndian.Uint16(b[o:]) }
 	le32 := func(o int) uint32 { return binary.LittleEndian.Uint32(b[o:]) }
 	in := &inode{
 		ino:         ino,
-		iMode:       le16(0x0),
-		iUid:        uint32(le16(0x2)) | uint32(le16(0x78))<<16,
-		iGid:        uint32(le16(0x18)) | uint32(le16(0x7A))<<16,
-		iSize:       uint64(le32(0x4)),
-		iLinks:      le16(0x1A),
-		iFlags:      le32(0x20),
-		iGeneration: le32(0x64),
-		iFileACL:    uint64(le32(0x68)),
+		iMode:       le16(iModeOff),
+		iUid:        uint32(le16(iUIDLoOff)) | uint32(le16(iUIDHiOff))<<16,
+		iGid:        uint32(le16(iGIDLoOff)) | uint32(le16(iGIDHiOff))<<16,
+		iSize:       uint64(le32(iSizeLoOff)),
+		iLinks:      le16(iLinksOff),
+		iFlags:      le32(iFlagsOff),
+		iGeneration: le32(iGenerationOff),
+		iFileACL:    uint64(le32(iFileACLLoOff)),
 		raw:         b,
 	}
-	copy(in.iBlock[:], b[0x28:0x28+60])
+	copy(in.iBlock[:], b[iBlockOff:iBlockOff+60])
 	if f.sb.incompat(incompat64bit) {
-		in.iFileACL |= uint64(le16(0x76)) << 32
+		in.iFileACL |= uint64(le16(iFileACLHiOff)) << 32
 	}
 	if len(b) > goodOldInodeSize {
-		in.extraIsize = le16(0x80)
+		in.extraIsize = le16(iExtraIsizeOff)
 		if int(in.extraIsize)+goodOldInodeSize > len(b) || in.extraIsize&3 != 0 {
 			return nil, fmt.Errorf("%w: i_extra_isize %d", ErrCorrupt, in.extraIsize)
 		}
@@ -131,11 +178,11 @@ func (f *FS) decodeInode(ino uint64, b []byte) (*inode, error) {
 		}
 	}
 	if f.sb.incompat(incompatLargeDir) || in.fileType() == syscall.S_IFREG {
-		in.iSize |= uint64(le32(0x6C)) << 32
+		in.iSize |= uint64(le32(iSizeHiOff)) << 32
 	}
-	blocks := uint64(le32(0x1C))
+	blocks := uint64(le32(iBlocksLoOff))
 	if f.sb.roCompat(roCompatHugeFile) {
-		blocks |= uint64(le16(0x74)) << 32
+		blocks |= uint64(le16(iBlocksHiOff)) << 32
 		if in.iFlags&flagHugeFile != 0 {
 			blocks <<= f.bits - 9
 		}
@@ -147,46 +194,24 @@ func (f *FS) decodeInode(ino uint64, b []byte) (*inode, error) {
 		}
 		return 0, false
 	}
-	e, ok := extra(0x84)
-	in.ctime = decodeTime(le32(0xC), e, ok)
-	e, ok = extra(0x88)
-	in.mtime = decodeTime(le32(0x10), e, ok)
-	e, ok = extra(0x8C)
-	in.atime = decodeTime(le32(0x8), e, ok)
-	if in.fits(0x94) {
+	e, ok := extra(iCtimeExtraOff)
+	in.ctime = decodeTime(le32(iCtimeOff), e, ok)
+	e, ok = extra(iMtimeExtraOff)
+	in.mtime = decodeTime(le32(iMtimeOff), e, ok)
+	e, ok = extra(iAtimeExtraOff)
+	in.atime = decodeTime(le32(iAtimeOff), e, ok)
+	if in.fits(iCrtimeExtraOff) {
 		in.hasCrtime = true
-		e, ok = extra(0x94)
-		in.crtime = decodeTime(le32(0x90), e, ok)
+		e, ok = extra(iCrtimeExtraOff)
+		in.crtime = decodeTime(le32(iCrtimeOff), e, ok)
 	}
 	return in, nil
 }
 
-// verifyInode checks the metadata_csum inode checksum: crc32c over the
-// inode number, generation and the whole record with the checksum fields
-// zeroed.
+// verifyInode checks the metadata_csum inode checksum (see inodeChecksum).
 func (f *FS) verifyInode(in *inode) error {
-	b := in.raw
-	seed := crc32c(f.csumSeed, le32b(uint32(in.ino)))
-	seed = crc32c(seed, le32b(in.iGeneration))
+	c, want, seed := inodeChecksum(f.csumSeed, in)
 	in.csumSeed = seed
-	c := crc32c(seed, b[:0x7C])
-	c = crc32c(c, []byte{0, 0})
-	c = crc32c(c, b[0x7E:goodOldInodeSize])
-	want := uint32(binary.LittleEndian.Uint16(b[0x7C:]))
-	if len(b) > goodOldInodeSize {
-		c = crc32c(c, b[goodOldInodeSize:0x82])
-		off := 0x82
-		if in.fits(0x84) {
-			c = crc32c(c, []byte{0, 0})
-			off = 0x84
-			want |= uint32(binary.LittleEndian.Uint16(b[0x82:])) << 16
-		} else {
-			c &= 0xFFFF
-		}
-		c = crc32c(c, b[off:])
-	} else {
-		c &= 0xFFFF
-	}
 	if c != want {
 		return fmt.Errorf("%w: inode checksum %#x, computed %#x", ErrChecksum, want, c)
 	}

@@ -35,26 +35,6 @@ func afMergeRef(split []byte, keySize, stripes int) []byte {
 	return x
 }
 
-func TestAFSplitRoundTrip(t *testing.T) {
-	for _, size := range []int{16, 32, 33, 64} { // 33: the last diffuse chunk is partial
-		key := randBytes(size)
-		split, err := afSplit(key, afStripes, func(b []byte) (int, error) { return copy(b, bytes.Repeat([]byte{7}, len(b))), nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(split) != size*afStripes {
-			t.Fatalf("split of %d bytes", len(split))
-		}
-		if got := afMergeRef(split, size, afStripes); !bytes.Equal(got, key) {
-			t.Errorf("key size %d: merge gives a different key", size)
-		}
-		split[5] ^= 1
-		if got := afMergeRef(split, size, afStripes); bytes.Equal(got, key) {
-			t.Errorf("key size %d: a flipped stripe bit did not change the key", size)
-		}
-	}
-}
-
 // TestHeaderUnlockIndependently decodes the header as the specification
 // describes it and unlocks the keyslot with golang.org/x/crypto/xts.
 func TestHeaderUnlockIndependently(t *testing.T) {

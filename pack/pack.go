@@ -57,8 +57,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
+	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/xts"
 )
 
@@ -135,68 +135,14 @@ var (
 // failure, including ctx being cancelled, neither IMAGE nor a temporary
 // file is left behind.
 func Pack(ctx context.Context, opts Options) error {
-	kdf, err := kdfFromOptions(opts)
+	job, err := prepare(opts)
 	if err != nil {
 		return err
-	}
-	if len(opts.Key) == 0 {
-		return errors.New("pack: empty key")
-	}
-	if len(opts.Key) > MaxKeySize {
-		return fmt.Errorf("pack: key longer than %d bytes", MaxKeySize)
-	}
-	if len(opts.Label) >= labelLen || strings.IndexByte(opts.Label, 0) >= 0 {
-		return fmt.Errorf("pack: label must be at most %d bytes without NUL", labelLen-1)
-	}
-	if opts.Image == "" {
-		return errors.New("pack: no image path")
-	}
-	headroom, err := ParseHeadroom(opts.Headroom)
-	if err != nil {
-		return err
-	}
-	if opts.Size != 0 && (opts.Size%dataSectorSize != 0 || opts.Size < dataOffset+minExt4Size) {
-		return fmt.Errorf("pack: image size %d must be a multiple of 4096 and at least %d", opts.Size, dataOffset+minExt4Size)
-	}
-	dir, err := filepath.EvalSymlinks(opts.Dir) // the walk must see what mkfs.ext4 sees
-	if err != nil {
-		return fmt.Errorf("pack: source directory: %w", err)
-	}
-	dirInfo, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("pack: source directory: %w", err)
-	}
-	if !dirInfo.IsDir() {
-		return fmt.Errorf("pack: source %s is not a directory", opts.Dir)
-	}
-	if !opts.Overwrite {
-		if _, err := os.Lstat(opts.Image); err == nil {
-			return fmt.Errorf("pack: %s: %w", opts.Image, fs.ErrExist)
-		}
-	}
-	mkfs, err := findMkfs(opts.Mkfs)
-	if err != nil {
-		return err
-	}
-	tmpDir := opts.TempDir
-	if tmpDir == "" {
-		tmpDir = filepath.Dir(opts.Image)
 	}
 	prog := newProgress(opts.Progress)
 	defer prog.finish()
 
-	ext4Size := opts.Size - dataOffset
-	var inodes int64
-	if opts.Size == 0 {
-		prog.step("sizing " + opts.Dir)
-		est, err := estimate(ctx, dir)
-		if err != nil {
-			return err
-		}
-		ext4Size, inodes = est.fsSize(headroom)
-	}
-
-	ext4File, err := os.CreateTemp(tmpDir, ".chestfs-pack-*.ext4")
+	ext4File, err := os.CreateTemp(job.tmpDir, ".chestfs-pack-*.ext4")
 	if err != nil {
 		return fmt.Errorf("pack: temporary file: %w", err)
 	}
@@ -204,41 +150,135 @@ func Pack(ctx context.Context, opts Options) error {
 	defer os.Remove(ext4Path)
 	ext4File.Close()
 
-	for attempt := 0; ; attempt++ {
-		prog.step(fmt.Sprintf("building ext4 (%d MiB)", ext4Size>>20))
-		err = runMkfs(ctx, mkfs, dir, ext4Path, ext4Size, inodes)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrNoSpace) || opts.Size != 0 || attempt >= 5 {
-			return err
-		}
-		// The estimate fell short: grow by half and try again.
-		ext4Size = roundUp(ext4Size+ext4Size/2, 1<<20)
-		if inodes > 0 {
-			inodes += inodes / 2
-		}
-		slog.Debug("pack: ext4 too small, retrying", "size", ext4Size)
-	}
-	if afterMkfsHook != nil {
-		afterMkfsHook()
-	}
-	if err := ctx.Err(); err != nil {
+	ext4Size, err := job.buildExt4(ctx, ext4Path, prog)
+	if err != nil {
 		return err
 	}
-	if err := fixInodes(ctx, ext4Path, ext4Size, dir, dirInfo, opts.Owner); err != nil {
+	if err := fixInodes(ctx, ext4Path, ext4Size, job.dir, job.dirInfo, opts.Owner); err != nil {
 		return err
 	}
 
 	volumeKey := randBytes(volumeKeySize)
 	defer clear(volumeKey)
 	prog.step("writing LUKS2 header")
-	hdr, err := luksHeader(opts.Key, volumeKey, kdf, opts.Label)
+	hdr, err := luksHeader(opts.Key, volumeKey, job.kdf, opts.Label)
 	if err != nil {
 		return err
 	}
-
 	return writeImage(ctx, opts.Image, opts.Overwrite, hdr, ext4Path, ext4Size, volumeKey, prog)
+}
+
+// job is a validated Options with what Pack derived from it.
+type job struct {
+	opts     Options
+	kdf      kdfParams
+	headroom Headroom
+	dir      string // DIR with symlinks resolved
+	dirInfo  os.FileInfo
+	mkfs     string
+	tmpDir   string
+}
+
+// prepare checks opts before any work is done.
+func prepare(opts Options) (*job, error) {
+	kdf, err := kdfFromOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOptions(opts); err != nil {
+		return nil, err
+	}
+	j := &job{opts: opts, kdf: kdf, tmpDir: opts.TempDir}
+	if j.headroom, err = ParseHeadroom(opts.Headroom); err != nil {
+		return nil, err
+	}
+	if j.dir, j.dirInfo, err = sourceDir(opts.Dir); err != nil {
+		return nil, err
+	}
+	if !opts.Overwrite {
+		if _, err := os.Lstat(opts.Image); err == nil {
+			return nil, fmt.Errorf("pack: %s: %w", opts.Image, fs.ErrExist)
+		}
+	}
+	if j.mkfs, err = findMkfs(opts.Mkfs); err != nil {
+		return nil, err
+	}
+	if j.tmpDir == "" {
+		j.tmpDir = filepath.Dir(opts.Image)
+	}
+	return j, nil
+}
+
+// checkOptions checks the key, label, image path and size.
+func checkOptions(opts Options) error {
+	if len(opts.Key) == 0 {
+		return errors.New("pack: empty key")
+	}
+	if len(opts.Key) > MaxKeySize {
+		return fmt.Errorf("pack: key longer than %d bytes", MaxKeySize)
+	}
+	if len(opts.Label) > luks.MaxLabelLen || strings.IndexByte(opts.Label, 0) >= 0 {
+		return fmt.Errorf("pack: label must be at most %d bytes without NUL", luks.MaxLabelLen)
+	}
+	if opts.Image == "" {
+		return errors.New("pack: no image path")
+	}
+	if opts.Size != 0 && (opts.Size%dataSectorSize != 0 || opts.Size < dataOffset+minExt4Size) {
+		return fmt.Errorf("pack: image size %d must be a multiple of 4096 and at least %d", opts.Size, dataOffset+minExt4Size)
+	}
+	return nil
+}
+
+// sourceDir resolves DIR's symlinks (the walk must see what mkfs.ext4
+// sees) and checks that it is a directory.
+func sourceDir(d string) (string, os.FileInfo, error) {
+	dir, err := filepath.EvalSymlinks(d)
+	if err != nil {
+		return "", nil, fmt.Errorf("pack: source directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("pack: source directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", nil, fmt.Errorf("pack: source %s is not a directory", d)
+	}
+	return dir, fi, nil
+}
+
+// buildExt4 runs mkfs.ext4 into path and returns the file system's size:
+// Options.Size less the header, or DIR's estimate plus headroom, grown by
+// half while it falls short (at most 5 times).
+func (j *job) buildExt4(ctx context.Context, path string, prog *progress) (int64, error) {
+	size := j.opts.Size - dataOffset
+	var inodes int64
+	if j.opts.Size == 0 {
+		prog.step("sizing " + j.opts.Dir)
+		est, err := estimate(ctx, j.dir)
+		if err != nil {
+			return 0, err
+		}
+		size, inodes = est.fsSize(j.headroom)
+	}
+	for attempt := 0; ; attempt++ {
+		prog.step(fmt.Sprintf("building ext4 (%d MiB)", size>>20))
+		err := runMkfs(ctx, j.mkfs, j.dir, path, size, inodes)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNoSpace) || j.opts.Size != 0 || attempt >= 5 {
+			return 0, err
+		}
+		size = roundUp(size+size/2, 1<<20)
+		if inodes > 0 {
+			inodes += inodes / 2
+		}
+		slog.Debug("pack: ext4 too small, retrying", "size", size)
+	}
+	if afterMkfsHook != nil {
+		afterMkfsHook()
+	}
+	return size, ctx.Err()
 }
 
 func kdfFromOptions(o Options) (kdfParams, error) {
@@ -259,8 +299,8 @@ func kdfFromOptions(o Options) (kdfParams, error) {
 			par = DefaultArgon2Parallel
 		}
 		// cryptsetup's limits (pbkdf.c): time >= 4, 32 KiB <= memory <= 4 GiB, 1..4 threads.
-		if it < 4 || it > 1<<24 {
-			return k, fmt.Errorf("pack: argon2 iterations %d out of range 4..%d", it, 1<<24)
+		if it < 4 || it > 1<<20 { // 1<<20: the most blockdev/luks unlocks
+			return k, fmt.Errorf("pack: argon2 iterations %d out of range 4..%d", it, 1<<20)
 		}
 		if par < 1 || par > 4 {
 			return k, fmt.Errorf("pack: argon2 parallel %d out of range 1..4", par)
@@ -336,39 +376,6 @@ func runMkfs(ctx context.Context, mkfs, dir, path string, size, inodes int64) er
 		return fmt.Errorf("pack: mkfs.ext4 failed (%v): %s", err, msg)
 	}
 	return nil
-}
-
-// fixInodes gives the root directory DIR's mode, owner and times, every
-// inode nanosecond times, and maps all owners when owner is set.
-func fixInodes(ctx context.Context, path string, size int64, dir string, dirInfo os.FileInfo, owner *[2]uint32) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("pack: %w", err)
-	}
-	defer f.Close()
-	perm := uint16(dirInfo.Mode().Perm())
-	if dirInfo.Mode()&fs.ModeSetuid != 0 {
-		perm |= 0o4000
-	}
-	if dirInfo.Mode()&fs.ModeSetgid != 0 {
-		perm |= 0o2000
-	}
-	if dirInfo.Mode()&fs.ModeSticky != 0 {
-		perm |= 0o1000
-	}
-	a := inodeAttrs{perm: &perm, allOwner: owner}
-	if st, ok := dirInfo.Sys().(*syscall.Stat_t); ok {
-		a.owner = &[2]uint32{st.Uid, st.Gid}
-		a.mtime = &timeSpec{st.Mtim.Sec, st.Mtim.Nsec}
-		a.atime = &timeSpec{st.Atim.Sec, st.Atim.Nsec}
-	}
-	if err := patchInodes(f, size, a); err != nil {
-		return err
-	}
-	if err := setTimes(ctx, f, size, dir); err != nil {
-		return err
-	}
-	return f.Close()
 }
 
 // writeImage writes header and encrypted ext4 into a temporary file beside

@@ -215,23 +215,26 @@ func TestLUKS2MetadataRefusals(t *testing.T) {
 	}
 }
 
+// openImage reads the header of img and opens it with im's key.
+func openImage(t *testing.T, im *image, img []byte) (*Header, error) {
+	f := openFile(t, writeTemp(t, img))
+	h, err := ReadHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Open(f, nil, im.key); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 func TestLUKS2HeaderCopies(t *testing.T) {
 	im := newLUKS2(t)
 	orig, err := os.ReadFile(im.path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(img []byte) (*Header, error) {
-		f := openFile(t, writeTemp(t, img))
-		h, err := ReadHeader(f)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := Open(f, nil, im.key); err != nil {
-			return nil, err
-		}
-		return h, nil
-	}
+	open := func(img []byte) (*Header, error) { return openImage(t, im, img) }
 	if h, err := open(orig); err != nil || h.FromSecondary || len(h.Warnings) != 0 {
 		t.Fatalf("pristine: %v %+v", err, h)
 	}
@@ -288,9 +291,17 @@ func TestLUKS2HeaderCopies(t *testing.T) {
 	if _, err := open(img); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("unknown checksum: %v", err)
 	}
+}
+
+func TestLUKS2TruncatedOrNotLUKS(t *testing.T) {
+	im := newLUKS2(t)
+	orig, err := os.ReadFile(im.path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Truncated images.
 	for _, n := range []int{0, 7, 4096, 20000, 32768, 100000, 16*mib - 1} {
-		if _, err := open(orig[:n]); err == nil {
+		if _, err := openImage(t, im, orig[:n]); err == nil {
 			t.Fatalf("image truncated to %d bytes opened", n)
 		}
 	}

@@ -91,13 +91,6 @@ func newImage(t testing.TB, size int64, args ...string) *image {
 	return im
 }
 
-func (im *image) headerPath() string {
-	if im.header != "" {
-		return im.header
-	}
-	return im.path
-}
-
 // volumeKey asks cryptsetup for the volume key.
 func (im *image) volumeKey(t testing.TB) []byte {
 	t.Helper()

@@ -3,7 +3,6 @@ package luks
 import (
 	"bytes"
 	"crypto/subtle"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,20 +10,6 @@ import (
 	"strconv"
 
 	"github.com/chestfs/chestfs/blockdev"
-)
-
-// LUKS2 binary header layout (cryptsetup's "struct luks2_hdr_disk").
-const (
-	luks2BinSize    = 4096
-	luks2MagicLen   = 6
-	luks2LabelLen   = 48
-	luks2ChecksumAt = 448
-	luks2ChecksumN  = 64
-)
-
-var (
-	magic1 = []byte{'L', 'U', 'K', 'S', 0xba, 0xbe}
-	magic2 = []byte{'S', 'K', 'U', 'L', 0xba, 0xbe}
 )
 
 // luks2HdrSizes are the header sizes (binary header + JSON area) LUKS2 allows;
@@ -40,45 +25,6 @@ func validHdrSize(n uint64) bool {
 	return false
 }
 
-// BinaryHeader is one decoded LUKS2 binary header (primary or secondary).
-type BinaryHeader struct {
-	Magic       string `json:"magic"` // "LUKS" or "SKUL" (without the 0xbabe)
-	Version     uint16 `json:"version"`
-	HdrSize     uint64 `json:"hdr_size"`
-	SeqID       uint64 `json:"seqid"`
-	Label       string `json:"label"`
-	ChecksumAlg string `json:"checksum_alg"`
-	Salt        []byte `json:"salt"`
-	UUID        string `json:"uuid"`
-	Subsystem   string `json:"subsystem"`
-	HdrOffset   uint64 `json:"hdr_offset"`
-	Checksum    []byte `json:"checksum"`
-}
-
-func cString(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
-}
-
-// decodeLUKS2Binary decodes the 4096-byte binary header in b.
-func decodeLUKS2Binary(b []byte) BinaryHeader {
-	return BinaryHeader{
-		Magic:       string(b[0:4]),
-		Version:     binary.BigEndian.Uint16(b[6:8]),
-		HdrSize:     binary.BigEndian.Uint64(b[8:16]),
-		SeqID:       binary.BigEndian.Uint64(b[16:24]),
-		Label:       cString(b[24 : 24+luks2LabelLen]),
-		ChecksumAlg: cString(b[72:104]),
-		Salt:        bytes.Clone(b[104:168]),
-		UUID:        cString(b[168:208]),
-		Subsystem:   cString(b[208:256]),
-		HdrOffset:   binary.BigEndian.Uint64(b[256:264]),
-		Checksum:    bytes.Clone(b[luks2ChecksumAt : luks2ChecksumAt+luks2ChecksumN]),
-	}
-}
-
 // luks2Copy is one header copy read from disk and checked.
 type luks2Copy struct {
 	bin  BinaryHeader
@@ -88,10 +34,10 @@ type luks2Copy struct {
 // readLUKS2Copy reads and verifies the header copy at off. want is magic1 or
 // magic2.
 func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, error) {
-	if off > uint64(src.Size()) || uint64(src.Size())-off < luks2BinSize {
+	if off > uint64(src.Size()) || uint64(src.Size())-off < BinaryHeaderSize {
 		return nil, fmt.Errorf("%w: header at %d beyond end of %d-byte source", ErrTruncated, off, src.Size())
 	}
-	bin := make([]byte, luks2BinSize)
+	bin := make([]byte, BinaryHeaderSize)
 	if err := readFull(src, bin, int64(off)); err != nil {
 		return nil, err
 	}
@@ -115,16 +61,11 @@ func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, er
 	if err != nil {
 		return nil, fmt.Errorf("header at %d: checksum: %w", off, err)
 	}
-	jsonArea := make([]byte, h.HdrSize-luks2BinSize)
-	if err := readFull(src, jsonArea, int64(off)+luks2BinSize); err != nil {
+	jsonArea := make([]byte, h.HdrSize-BinaryHeaderSize)
+	if err := readFull(src, jsonArea, int64(off)+BinaryHeaderSize); err != nil {
 		return nil, err
 	}
-	hs := newHash()
-	zeroed := bytes.Clone(bin)
-	clear(zeroed[luks2ChecksumAt : luks2ChecksumAt+luks2ChecksumN])
-	hs.Write(zeroed)
-	hs.Write(jsonArea)
-	sum := hs.Sum(nil)
+	sum := luks2Checksum(newHash, bin, jsonArea)
 	if subtle.ConstantTimeCompare(sum, h.Checksum[:len(sum)]) != 1 {
 		return nil, fmt.Errorf("%w: header at %d: %s checksum mismatch", ErrCorrupt, off, h.ChecksumAlg)
 	}
@@ -209,109 +150,6 @@ func readLUKS2(src blockdev.Source) (*Header, error) {
 	return h, nil
 }
 
-// U64 is a LUKS2 JSON uint64: a decimal string on disk.
-type U64 uint64
-
-func (u *U64) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("expected a decimal string, got %s", truncateForError(b))
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return fmt.Errorf("expected a decimal string, got %q", s)
-	}
-	*u = U64(v)
-	return nil
-}
-
-func (u U64) MarshalJSON() ([]byte, error) {
-	return json.Marshal(strconv.FormatUint(uint64(u), 10))
-}
-
-func truncateForError(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "..."
-	}
-	return string(b)
-}
-
-// Metadata is the LUKS2 JSON area, with the fields of the LUKS2 specification.
-type Metadata struct {
-	Keyslots map[string]*Keyslot        `json:"keyslots"`
-	Tokens   map[string]json.RawMessage `json:"tokens"`
-	Segments map[string]*Segment        `json:"segments"`
-	Digests  map[string]*Digest         `json:"digests"`
-	Config   Config                     `json:"config"`
-}
-
-type Keyslot struct {
-	Type     string `json:"type"`
-	KeySize  int    `json:"key_size"`
-	AF       *AF    `json:"af,omitempty"`
-	Area     *Area  `json:"area,omitempty"`
-	KDF      *KDF   `json:"kdf,omitempty"`
-	Priority *int   `json:"priority,omitempty"`
-}
-
-type AF struct {
-	Type    string `json:"type"`
-	Stripes int    `json:"stripes"`
-	Hash    string `json:"hash"`
-}
-
-type Area struct {
-	Type       string `json:"type"`
-	Offset     U64    `json:"offset"`
-	Size       U64    `json:"size"`
-	Encryption string `json:"encryption,omitempty"`
-	KeySize    int    `json:"key_size,omitempty"`
-}
-
-// KDF holds PBKDF2 (hash, iterations) or Argon2 (time, memory in KiB, cpus)
-// parameters.
-type KDF struct {
-	Type       string `json:"type"`
-	Hash       string `json:"hash,omitempty"`
-	Iterations int64  `json:"iterations,omitempty"`
-	Time       int64  `json:"time,omitempty"`
-	Memory     int64  `json:"memory,omitempty"`
-	CPUs       int64  `json:"cpus,omitempty"`
-	Salt       []byte `json:"salt"`
-}
-
-type Segment struct {
-	Type       string          `json:"type"`
-	Offset     U64             `json:"offset"`
-	Size       string          `json:"size"` // "dynamic" or a decimal byte count
-	IVTweak    U64             `json:"iv_tweak"`
-	Encryption string          `json:"encryption"`
-	SectorSize int             `json:"sector_size"`
-	Integrity  json.RawMessage `json:"integrity,omitempty"`
-	Flags      []string        `json:"flags,omitempty"`
-}
-
-type Digest struct {
-	Type       string   `json:"type"`
-	Keyslots   []string `json:"keyslots"`
-	Segments   []string `json:"segments"`
-	Hash       string   `json:"hash,omitempty"`
-	Iterations int64    `json:"iterations,omitempty"`
-	Salt       []byte   `json:"salt,omitempty"`
-	Digest     []byte   `json:"digest,omitempty"`
-}
-
-type Config struct {
-	JSONSize     U64           `json:"json_size"`
-	KeyslotsSize U64           `json:"keyslots_size"`
-	Flags        []string      `json:"flags,omitempty"`
-	Requirements *Requirements `json:"requirements,omitempty"`
-}
-
-type Requirements struct {
-	Mandatory []string `json:"mandatory,omitempty"`
-}
-
 // parseMetadata decodes and sanity-checks the JSON area. It does not refuse
 // unsupported features (ReadHeader must still show such headers); Unlock does.
 func parseMetadata(js []byte, hdrSize uint64) (*Metadata, error) {
@@ -322,7 +160,7 @@ func parseMetadata(js []byte, hdrSize uint64) (*Metadata, error) {
 	if md.Keyslots == nil || md.Segments == nil || md.Digests == nil {
 		return nil, fmt.Errorf("%w: JSON metadata lacks keyslots, segments or digests", ErrCorrupt)
 	}
-	if uint64(md.Config.JSONSize) != hdrSize-luks2BinSize {
+	if uint64(md.Config.JSONSize) != hdrSize-BinaryHeaderSize {
 		return nil, fmt.Errorf("%w: config.json_size %d does not match hdr_size %d", ErrCorrupt, md.Config.JSONSize, hdrSize)
 	}
 	areaStart := 2 * hdrSize

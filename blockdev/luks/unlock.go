@@ -48,8 +48,10 @@ func pbkdf2Key(hashName string, password, salt []byte, iter int64, keyLen int) (
 	return pbkdf2.Key(newHash, string(password), salt, int(iter), keyLen)
 }
 
-// deriveKDF runs a LUKS2 keyslot KDF.
-func deriveKDF(k *KDF, password []byte, keyLen int) ([]byte, error) {
+// DeriveKey runs the keyslot KDF k over password, giving the keyLen-byte
+// key of the keyslot's area. Parameters beyond the bounds this reader
+// accepts are refused, so a writer cannot make a keyslot the reader rejects.
+func (k *KDF) DeriveKey(password []byte, keyLen int) ([]byte, error) {
 	if k == nil {
 		return nil, fmt.Errorf("%w: keyslot has no kdf", ErrCorrupt)
 	}
@@ -283,7 +285,7 @@ func unlockKeyslot(src blockdev.Source, id string, ks *Keyslot, d *Digest, passp
 	if _, err := newCipher(ks.Area.Encryption, make([]byte, ks.Area.KeySize)); err != nil {
 		return nil, err
 	}
-	areaKey, err := deriveKDF(ks.KDF, passphrase, ks.Area.KeySize)
+	areaKey, err := ks.KDF.DeriveKey(passphrase, ks.Area.KeySize)
 	if err != nil {
 		return nil, err
 	}

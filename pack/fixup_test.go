@@ -2,14 +2,16 @@ package pack
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// memImage is an in-memory ext4 image for patchInodes.
+// memImage is an in-memory ext4 image for patchTree.
 type memImage []byte
 
 func (m memImage) ReadAt(p []byte, off int64) (int, error) {
@@ -61,26 +63,41 @@ func smallExt4(t testing.TB, size int64, files int) (img, src string) {
 	return img, src
 }
 
-// TestPatchInodes changes the root directory and all owners of a real ext4
-// and checks the result with e2fsprogs (e2fsck verifies every inode checksum).
-func TestPatchInodes(t *testing.T) {
+// fixTree runs patchTree over the image file img with src as DIR.
+func fixTree(t *testing.T, img, src string, owner *[2]uint32) error {
+	t.Helper()
+	fh, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	size, _ := fh.Seek(0, io.SeekEnd)
+	return patchTree(context.Background(), fh, size, src, mustStat(t, src), owner)
+}
+
+func mustStat(t testing.TB, p string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// TestPatchRootAndOwners changes the root directory and all owners of a
+// real ext4 and checks the result with e2fsprogs (e2fsck verifies every
+// inode checksum).
+func TestPatchRootAndOwners(t *testing.T) {
 	needTools(t, "mkfs.ext4", "e2fsck", "debugfs")
-	img, _ := smallExt4(t, 40<<20, 300)
-	b, err := os.ReadFile(img)
-	if err != nil {
+	img, src := smallExt4(t, 40<<20, 300)
+	if err := syscall.Chmod(src, 0o1750); err != nil { // os.Chmod takes fs.ModeSticky, not 0o1000
 		t.Fatal(err)
 	}
-	perm := uint16(0o1750)
-	err = patchInodes(memImage(b), int64(len(b)), inodeAttrs{
-		perm:     &perm,
-		mtime:    &timeSpec{sec: 1 << 32, nsec: 123456789}, // after 2038: needs the epoch bits
-		atime:    &timeSpec{sec: 1000, nsec: 5},
-		allOwner: &[2]uint32{70000, 80000},
-	})
-	if err != nil {
+	// after 2038: needs the epoch bits
+	if err := os.Chtimes(src, time.Unix(1000, 5), time.Unix(1<<32, 123456789)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(img, b, 0o644); err != nil {
+	if err := fixTree(t, img, src, &[2]uint32{70000, 80000}); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, "e2fsck", "-fn", img)
@@ -90,27 +107,34 @@ func TestPatchInodes(t *testing.T) {
 			t.Errorf("root inode lacks %q:\n%s", want, root)
 		}
 	}
-	if out := mustRun(t, "debugfs", "-R", "stat /d/naa", img); !strings.Contains(out, "User: 70000   Group: 80000") {
-		t.Errorf("file owner not mapped:\n%s", out)
+	for _, p := range []string{"/d/naa", "/lost+found"} {
+		if out := mustRun(t, "debugfs", "-R", "stat "+p, img); !strings.Contains(out, "User: 70000   Group: 80000") {
+			t.Errorf("%s: owner not mapped:\n%s", p, out)
+		}
 	}
-	b[sbOffset+sbMagic] ^= 0xff
-	if err := patchInodes(memImage(b), int64(len(b)), inodeAttrs{perm: &perm}); err == nil {
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[1024+0x38] ^= 0xff // the superblock magic
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixTree(t, img, src, nil); err == nil {
 		t.Error("no error for a missing superblock magic")
 	}
 }
 
-func FuzzPatchInodes(f *testing.F) {
+func FuzzPatchTree(f *testing.F) {
 	img, src := smallExt4(f, 256<<10, 3)
+	fi := mustStat(f, src)
 	b, err := os.ReadFile(img)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		perm := uint16(0o755)
-		patchInodes(memImage(b), int64(len(b)), inodeAttrs{perm: &perm, owner: &[2]uint32{1, 2},
-			mtime: &timeSpec{1, 2}, allOwner: &[2]uint32{3, 4}})
-		setTimes(context.Background(), memImage(b), int64(len(b)), src)
+		patchTree(context.Background(), memImage(b), int64(len(b)), src, fi, &[2]uint32{3, 4})
 	})
 }
 
@@ -129,19 +153,12 @@ func TestSetTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := setTimes(context.Background(), memImage(b), int64(len(b)), src); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(img, b, 0o644); err != nil {
+	if err := fixTree(t, img, src, nil); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, "e2fsck", "-fn", img)
 	// 987654321 << 2 = 0xeb79a2c4 (no epoch bits before 2038)
-	for _, p := range []string{"/d", "/d/naa", "/d/nnnnuf", "/d/nnnnnnnl"} {
+	for _, p := range []string{"/", "/d", "/d/naa", "/d/nnnnuf", "/d/nnnnnnnl"} {
 		out := mustRun(t, "debugfs", "-R", "stat "+p, img)
 		if !strings.Contains(out, "mtime: 0x5f5e1000:eb79a2c4") || !strings.Contains(out, "atime: 0x5f5e1000:eb79a2c4") {
 			t.Errorf("%s: times not set:\n%s", p, out)
