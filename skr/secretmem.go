@@ -24,11 +24,7 @@ func wipeRSA(k *rsa.PrivateKey) {
 	secret.WipeBigInt(k.Precomputed.Dp)
 	secret.WipeBigInt(k.Precomputed.Dq)
 	secret.WipeBigInt(k.Precomputed.Qinv)
-	for _, c := range k.Precomputed.CRTValues {
-		secret.WipeBigInt(c.Exp)
-		secret.WipeBigInt(c.Coeff)
-		secret.WipeBigInt(c.R)
-	}
+	// CRTValues exist only for multi-prime keys, which are never made here.
 }
 
 // octImportBody is the PUT /keys/{name} body for a symmetric key, built in
