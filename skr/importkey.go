@@ -28,13 +28,20 @@ func ImportKey(ctx context.Context, vaultURL, name string, key, policy []byte, o
 	if len(key) == 0 {
 		return "", errNoKey
 	}
-	jwk := map[string]any{"kty": "oct-HSM", "k": base64.RawURLEncoding.EncodeToString(key),
-		"key_ops": []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}}
-	return ImportJWK(ctx, vaultURL, name, jwk, policy, opts)
+	if _, err := ParsePolicy(policy); err != nil {
+		return "", err
+	}
+	body, err := octImportBody(key, policy)
+	if err != nil {
+		return "", err
+	}
+	defer body.Destroy()
+	return importBody(ctx, vaultURL, name, body.Bytes(), opts)
 }
 
 // ImportRSAKey imports an RSA private key (kty RSA-HSM); its filesystem key
-// is derived on release (DeriveKey).
+// is derived on release (DeriveKey). The JWK's base64 strings of the
+// private key cannot be wiped: a tool for setting up, not for a guest.
 func ImportRSAKey(ctx context.Context, vaultURL, name string, priv *rsa.PrivateKey, policy []byte, opts Options) (string, error) {
 	priv.Precompute()
 	enc := func(b *big.Int) string { return base64.RawURLEncoding.EncodeToString(b.Bytes()) }
@@ -46,15 +53,28 @@ func ImportRSAKey(ctx context.Context, vaultURL, name string, priv *rsa.PrivateK
 
 // ImportJWK sends PUT {vault}/keys/{name} with the JWK and release policy.
 func ImportJWK(ctx context.Context, vaultURL, name string, jwk map[string]any, policy []byte, opts Options) (string, error) {
+	if _, err := ParsePolicy(policy); err != nil {
+		return "", err
+	}
+	req := ImportRequest{Key: jwk, HSM: true, Attributes: map[string]any{"exportable": true}}
+	req.ReleasePolicy.ContentType = "application/json; charset=utf-8"
+	req.ReleasePolicy.Data = base64.RawURLEncoding.EncodeToString(policy)
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	defer clear(body)
+	return importBody(ctx, vaultURL, name, body, opts)
+}
+
+// importBody sends the import request body and returns the new kid.
+func importBody(ctx context.Context, vaultURL, name string, body []byte, opts Options) (string, error) {
 	base, err := NormalizeEndpoint(vaultURL)
 	if err != nil {
 		return "", fmt.Errorf("skr: key vault: %w", err)
 	}
 	if !keyNameRE.MatchString(name) {
 		return "", fmt.Errorf("skr: bad key name %q", name)
-	}
-	if _, err := ParsePolicy(policy); err != nil {
-		return "", err
 	}
 	u, _ := url.Parse(base)
 	if err := opts.checkTokenHost(u.Hostname()); err != nil {
@@ -66,13 +86,6 @@ func ImportJWK(ctx context.Context, vaultURL, name string, jwk map[string]any, p
 	}
 	defer done()
 	token, err := opts.bearer(ctx, u.Hostname(), "")
-	if err != nil {
-		return "", err
-	}
-	req := ImportRequest{Key: jwk, HSM: true, Attributes: map[string]any{"exportable": true}}
-	req.ReleasePolicy.ContentType = "application/json; charset=utf-8"
-	req.ReleasePolicy.Data = base64.RawURLEncoding.EncodeToString(policy)
-	body, err := json.Marshal(req)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package skr
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/chestfs/chestfs/attest"
+	"github.com/chestfs/chestfs/internal/secret"
 )
 
 // RuntimeKeyID is the kid of the ephemeral key in the runtime data; Key
@@ -71,11 +73,25 @@ func RuntimeKeys(claims map[string]any) ([]*rsa.PublicKey, map[string]*rsa.Publi
 	return list, byKID
 }
 
-// Release performs secure key release for blob: a fresh RSA-2048 key pair,
-// evidence bound to it from provider, an Azure Attestation token, the Key
-// Vault release, and the unwrap. It returns the filesystem key: an oct key's
-// bytes, or for RSA-HSM keys the HKDF derivation (blob.KeyDerivation).
+// Release is ReleaseSecret returning the key on the Go heap; the caller
+// should clear it after use. Prefer ReleaseSecret.
 func Release(ctx context.Context, blob *KeyBlob, provider attest.Provider, opts Options) ([]byte, error) {
+	b, err := ReleaseSecret(ctx, blob, provider, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Destroy()
+	return bytes.Clone(b.Bytes()), nil
+}
+
+// ReleaseSecret performs secure key release for blob: a fresh RSA-2048 key
+// pair, evidence bound to it from provider, an Azure Attestation token, the
+// Key Vault release, and the unwrap. It returns the filesystem key in
+// secret memory (the caller Destroys it): an oct key's bytes, or for
+// RSA-HSM keys the HKDF derivation (blob.KeyDerivation). The ephemeral key
+// and the released material are wiped on the way (see wipeRSA for what
+// cannot be).
+func ReleaseSecret(ctx context.Context, blob *KeyBlob, provider attest.Provider, opts Options) (*secret.Buffer, error) {
 	if err := blob.Validate(); err != nil {
 		return nil, err
 	}
@@ -93,6 +109,7 @@ func Release(ctx context.Context, blob *KeyBlob, provider attest.Provider, opts 
 	if err != nil {
 		return nil, err
 	}
+	defer wipeRSA(priv)
 	runtime, err := NewRuntimeData(&priv.PublicKey)
 	if err != nil {
 		return nil, err
@@ -123,8 +140,9 @@ func Release(ctx context.Context, blob *KeyBlob, provider attest.Provider, opts 
 	return finalKey(blob, rel)
 }
 
-// finalKey turns released material into the filesystem key.
-func finalKey(blob *KeyBlob, rel *ReleasedKey) ([]byte, error) {
+// finalKey turns released material into the filesystem key, in secret
+// memory; rel.Key is wiped.
+func finalKey(blob *KeyBlob, rel *ReleasedKey) (*secret.Buffer, error) {
 	rsaKind := rel.KTY == "RSA" || rel.KTY == "RSA-HSM"
 	switch rel.KTY {
 	case "oct", "oct-HSM", "RSA", "RSA-HSM":
@@ -140,8 +158,8 @@ func finalKey(blob *KeyBlob, rel *ReleasedKey) ([]byte, error) {
 		if len(rel.Key) == 0 {
 			return nil, errNoKey
 		}
-		return rel.Key, nil
+		return secret.FromBytes(rel.Key)
 	}
 	defer clear(rel.Key)
-	return DeriveKey(rel.Key, blob.KeyDerivation)
+	return deriveSecret(rel.Key, blob.KeyDerivation)
 }

@@ -1,6 +1,7 @@
 package skr
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"hash"
 	"strings"
 
+	"github.com/chestfs/chestfs/internal/secret"
 	"github.com/chestfs/chestfs/skr/keywrap"
 )
 
@@ -151,6 +153,16 @@ func decodeSalt(s string) ([]byte, error) {
 // DefaultDerivationLabel. A missing salt is an error: the sidecar silently
 // derives a different key then.
 func DeriveKey(pkcs8 []byte, kd *KeyDerivation) ([]byte, error) {
+	b, err := deriveSecret(pkcs8, kd)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Destroy()
+	return bytes.Clone(b.Bytes()), nil
+}
+
+// deriveSecret is DeriveKey into secret memory; the parsed RSA key is wiped.
+func deriveSecret(pkcs8 []byte, kd *KeyDerivation) (*secret.Buffer, error) {
 	if kd == nil || strings.TrimSpace(kd.Salt) == "" {
 		return nil, errors.New("skr: RSA-HSM key needs key_derivation.salt to derive the filesystem key")
 	}
@@ -171,11 +183,21 @@ func DeriveKey(pkcs8 []byte, kd *KeyDerivation) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("skr: released key is %T, want RSA", k)
 	}
-	ikm := rk.D.Bytes()
-	defer clear(ikm)
+	defer wipeRSA(rk)
+	// D big-endian, minimal length (as D.Bytes()), written into secret memory.
+	ikm, err := secret.New((rk.D.BitLen() + 7) / 8)
+	if err != nil {
+		return nil, err
+	}
+	defer ikm.Destroy()
+	rk.D.FillBytes(ikm.Bytes())
 	info := kd.Label
 	if info == "" {
 		info = DefaultDerivationLabel
 	}
-	return hkdf.Key(crypto.SHA256.New, ikm, salt, info, 32)
+	out, err := hkdf.Key(crypto.SHA256.New, ikm.Bytes(), salt, info, 32)
+	if err != nil {
+		return nil, err
+	}
+	return secret.FromBytes(out)
 }

@@ -81,6 +81,7 @@ func Unwrap(kek, wrapped []byte) ([]byte, error) {
 		b.Decrypt(buf[:], wrapped)
 		copy(a[:], buf[:8])
 		copy(p, buf[8:])
+		clear(buf[:]) // key bytes
 	} else {
 		unwrapW(b, wrapped, &a, p, n)
 	}
@@ -101,6 +102,7 @@ func unwrapW(b cipher.Block, wrapped []byte, a *[8]byte, p []byte, n int) {
 			copy(p[8*(i-1):8*i], buf[8:])
 		}
 	}
+	clear(buf[:]) // key bytes
 }
 
 func checkAIV(a [8]byte, p []byte) ([]byte, error) {
