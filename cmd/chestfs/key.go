@@ -9,36 +9,71 @@ import (
 	"os"
 
 	"github.com/chestfs/chestfs/attest"
+	"github.com/chestfs/chestfs/internal/secret"
 	"github.com/chestfs/chestfs/skr"
 )
 
-// readKey returns the key bytes k names, or nil when it names none. The
-// caller clears them once the volume is unlocked.
-func readKey(ctx context.Context, k keyConfig, r releaseConfig) ([]byte, error) {
+// maxKeyFile is cryptsetup's default limit on a key file (--keyfile-size).
+const maxKeyFile = 8 << 20
+
+// readKey returns the key bytes k names in secret memory (outside the Go
+// heap, locked, wiped on Destroy), or nil when it names none. The caller
+// destroys the buffer once the volume is unlocked.
+func readKey(ctx context.Context, k keyConfig, r releaseConfig) (*secret.Buffer, error) {
 	switch k.Kind {
 	case keyFile:
-		if k.File == "-" {
-			key, err := io.ReadAll(os.Stdin)
-			if err != nil {
-				return nil, fmt.Errorf("key from standard input: %w", err)
-			}
-			return key, nil
-		}
-		key, err := os.ReadFile(k.File)
-		if err != nil {
-			return nil, fmt.Errorf("key file: %w", err)
-		}
-		return key, nil
+		return readKeyFile(k.File)
 	case keyHex:
-		key, err := hex.DecodeString(k.Hex)
+		hexBytes := []byte(k.Hex)
+		defer secret.Wipe(hexBytes)
+		key, err := secret.New(hex.DecodedLen(len(hexBytes)))
 		if err != nil {
+			return nil, err
+		}
+		if _, err := hex.Decode(key.Bytes(), hexBytes); err != nil {
+			key.Destroy()
 			return nil, errors.New("key: not a hex string")
 		}
 		return key, nil
 	case keyRelease:
-		return releaseKey(ctx, k.Blob, r)
+		raw, err := releaseKey(ctx, k.Blob, r)
+		if err != nil {
+			return nil, err
+		}
+		return secret.FromBytes(raw)
 	}
 	return nil, nil
+}
+
+// readKeyFile reads a key file (or standard input for "-") whole, as
+// cryptsetup --key-file does, straight into secret memory.
+func readKeyFile(path string) (*secret.Buffer, error) {
+	f := os.Stdin
+	if path != "-" {
+		var err error
+		if f, err = os.Open(path); err != nil {
+			return nil, fmt.Errorf("key file: %w", err)
+		}
+		defer f.Close()
+	}
+	tmp, err := secret.New(maxKeyFile + 1)
+	if err != nil {
+		return nil, err
+	}
+	defer tmp.Destroy()
+	n, err := io.ReadFull(f, tmp.Bytes())
+	switch {
+	case n > maxKeyFile:
+		return nil, fmt.Errorf("key file: longer than %d bytes", maxKeyFile)
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	key, err := secret.New(n)
+	if err != nil {
+		return nil, err
+	}
+	copy(key.Bytes(), tmp.Bytes()[:n])
+	return key, nil
 }
 
 // releaseKey performs attestation-gated secure key release for the sidecar

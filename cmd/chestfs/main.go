@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/chestfs/chestfs/internal/secret"
 	"github.com/urfave/cli/v2"
 )
 
@@ -48,6 +49,11 @@ func newApp() *cli.App {
 
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// Before any secret is read: no core dumps, and no /proc/PID/mem or
+	// ptrace access by other processes of the same user.
+	if err := secret.Harden(); err != nil {
+		slog.Warn("could not harden the process against memory reads", "err", err)
+	}
 	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "chestfs: "+oneLine(err))
 		var ec cli.ExitCoder

@@ -83,8 +83,8 @@ func (o *opened) openRest(ctx context.Context, cfg openConfig, want openWant) er
 	if err != nil {
 		return err
 	}
-	err = o.unlock(cfg.Volume, hdrSrc, key)
-	clear(key)
+	err = o.unlock(cfg.Volume, hdrSrc, key.Bytes())
+	key.Destroy()
 	if err != nil || want == wantVolume {
 		return err
 	}

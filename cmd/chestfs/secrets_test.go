@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -43,5 +48,62 @@ func TestKeyOffTheCommandLine(t *testing.T) {
 		if strings.Contains(se, fmtHex(key)) || strings.Contains(se, "xyzzy") {
 			t.Errorf("%v: the warning repeats the secret: %q", args[1:3], se)
 		}
+	}
+}
+
+// TestProcessMemoryIsClosed: chestfs makes itself undumpable at start, so a
+// process of the same user cannot open its /proc/PID/mem (where the key
+// lives while it runs), and it writes no core files. Both run as nobody,
+// since root could read any process's memory anyway.
+func TestProcessMemoryIsClosed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run chestfs and the reader as the same ordinary user (CI runs as root)")
+	}
+	const nobody = 65534
+	dir, err := os.MkdirTemp("", "chestfs-mem-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	asNobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd := exec.Command(binPath, "mock-kms", "--state-dir", filepath.Join(dir, "kms"))
+	cmd.SysProcAttr = asNobody
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // its URL: it is up
+		t.Fatalf("mock-kms as nobody did not start: %v", err)
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+	limits, err := os.ReadFile("/proc/" + pid + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Max core file size\s+0\s+0\s`).Match(limits) {
+		t.Errorf("core size is not 0:\n%s", limits)
+	}
+	probe := exec.Command("sh", "-c", "exec 3</proc/"+pid+"/mem && echo opened")
+	probe.SysProcAttr = asNobody
+	got, _ := probe.CombinedOutput()
+	if strings.Contains(string(got), "opened") || !strings.Contains(string(got), "denied") {
+		t.Errorf("a process of the same user opening /proc/%s/mem: %q (want permission denied)", pid, got)
+	}
+	// The same probe against an ordinary process of nobody opens it: the test can tell.
+	sleeper := exec.Command("sleep", "30")
+	sleeper.SysProcAttr = asNobody
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	control := exec.Command("sh", "-c", "exec 3</proc/"+strconv.Itoa(sleeper.Process.Pid)+"/mem && echo opened")
+	control.SysProcAttr = asNobody
+	if got, _ := control.CombinedOutput(); !strings.Contains(string(got), "opened") {
+		t.Errorf("control: nobody could not open its own sleeper's memory (%q): the probe proves nothing", got)
 	}
 }
