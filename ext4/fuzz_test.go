@@ -189,3 +189,39 @@ func FuzzPatch(f *testing.F) {
 		walkAll(fsys, 300)
 	})
 }
+
+// FuzzResolve resolves arbitrary paths in the seed images: no panic or
+// hang, and a path that resolves names a readable inode.
+func FuzzResolve(f *testing.F) {
+	m := seeds(f)
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	fss := make([]*ext4.FS, len(names))
+	for i, k := range names {
+		fsys, err := ext4.Open(bytes.NewReader(m[k]), int64(len(m[k])))
+		if err != nil {
+			f.Fatal(err)
+		}
+		fss[i] = fsys
+	}
+	for _, p := range []string{"short", "/short/", "dir/sub/../sub/hard", "../../tiny", "long/x", "dir/./sub//hard/"} {
+		f.Add(uint8(0), p, false)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, p string, nofollow bool) {
+		fsys := fss[int(which)%len(fss)]
+		mode := ext4.Follow
+		if nofollow {
+			mode = ext4.NoFollow
+		}
+		ino, err := fsys.Resolve(p, mode)
+		if err != nil {
+			return
+		}
+		if _, err := fsys.Stat(ino); err != nil {
+			t.Fatalf("Resolve(%q) = %d, which Stat refuses: %v", p, ino, err)
+		}
+	})
+}

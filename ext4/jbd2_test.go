@@ -260,3 +260,33 @@ func TestJournalHeader(t *testing.T) {
 		t.Errorf("%+v", h)
 	}
 }
+
+// FuzzJournalBlock decodes arbitrary bytes as each jbd2 structure, under
+// every feature combination the input picks: no panic, and no more tags
+// or revoke records than the block has room for.
+func FuzzJournalBlock(f *testing.F) {
+	v3 := journalSuperblock{sFeatureIncompat: jbdFeatureCsumV3 | jbdFeature64bit}
+	f.Add(uint8(jbdFeatureCsumV3|jbdFeature64bit), descriptor(&v3, []journalTag{{tBlocknr: 9, tFlags: jbdFlagLastTag}},
+		func(b []byte, t journalTag) {
+			binary.BigEndian.PutUint32(b[0:], uint32(t.tBlocknr))
+			binary.BigEndian.PutUint32(b[4:], t.tFlags)
+		}))
+	f.Add(uint8(0), jsb(jbdSuperblockV2, jbdFeatureRevoke))
+	f.Add(uint8(jbdFeature64bit), []byte{0xC0, 0x3B, 0x39, 0x98, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 32})
+	f.Fuzz(func(t *testing.T, incompat uint8, b []byte) {
+		if len(b) < 64 {
+			b = append(b, make([]byte, 64-len(b))...)
+		}
+		js := journalSuperblock{sFeatureIncompat: uint32(incompat)}
+		decodeJournalHeader(b)
+		decodeJournalSuperblock(b)
+		if tags := decodeDescriptorTags(b, &js); len(tags) > (len(b)-jbdHeaderSize)/js.tagBytes() {
+			t.Fatalf("%d tags in %d bytes", len(tags), len(b))
+		}
+		if blocks, err := decodeRevoke(b, &js); err == nil && len(blocks) > (len(b)-jbdRevokeHeaderSize)/4 {
+			t.Fatalf("%d revoke records in %d bytes", len(blocks), len(b))
+		}
+		js.blockCsumOK(b, len(b)-4)
+		commitOK(b, &js)
+	})
+}

@@ -93,6 +93,27 @@ func (t *tracedFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	trace("release", in.NodeId, t0, fuse.OK)
 }
 
+func (t *tracedFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Flush(cancel, in)
+	trace("flush", in.NodeId, t0, st)
+	return st
+}
+
+func (t *tracedFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.Fsync(cancel, in)
+	trace("fsync", in.NodeId, t0, st)
+	return st
+}
+
+func (t *tracedFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	t0 := time.Now()
+	st := t.rawFS.FsyncDir(cancel, in)
+	trace("fsyncdir", in.NodeId, t0, st)
+	return st
+}
+
 func (t *tracedFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.OpenDir(cancel, in, out)
@@ -198,4 +219,20 @@ func (t *tracedFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string
 func (t *tracedFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", len(data))
 	return t.rawFS.Write(cancel, in, data)
+}
+func (t *tracedFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	trace("tmpfile", in.NodeId, time.Now(), fuse.EROFS)
+	return t.rawFS.Tmpfile(cancel, in, out)
+}
+func (t *tracedFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Size)
+	return t.rawFS.Writev(cancel, in, data)
+}
+func (t *tracedFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	trace("copyfilerange", in.NodeIdOut, time.Now(), fuse.EROFS, "from", in.NodeId, "size", in.Len)
+	return t.rawFS.CopyFileRange(cancel, in)
+}
+func (t *tracedFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	trace("fallocate", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Length)
+	return t.rawFS.Fallocate(cancel, in)
 }
