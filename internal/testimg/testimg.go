@@ -145,12 +145,11 @@ type built struct {
 }
 
 var (
-	cacheMu  sync.Mutex
-	cache    = map[string]*built{}
-	tmpOnce  sync.Once
-	tmpDir   string
-	tmpErr   error
-	cleanups []func()
+	cacheMu sync.Mutex
+	cache   = map[string]*built{}
+	tmpOnce sync.Once
+	tmpDir  string
+	tmpErr  error
 )
 
 // processDir is where images live when CHESTFS_TESTIMG_DIR is unset: a
