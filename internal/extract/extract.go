@@ -33,8 +33,8 @@ type Options struct {
 	// SameOwner sets uids/gids (tar --same-owner) and writes security.* and
 	// trusted.* xattrs (except security.capability): needs root.
 	SameOwner bool
-	// Devices creates character and block device nodes (needs root).
-	// FIFOs are always created; socket nodes only with Devices.
+	// Devices creates character and block device nodes (needs root) and
+	// socket nodes. FIFOs are always created.
 	Devices bool
 	// PreserveSetID keeps setuid and setgid bits and security.capability
 	// xattrs (tar --preserve-permissions for set-id bits).
@@ -156,8 +156,8 @@ func (x *extractor) entry(ino uint64, p string) error {
 	case syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFIFO, syscall.S_IFSOCK:
 		if typ != syscall.S_IFIFO && !x.opts.Devices {
 			x.n--
-			delete(x.links, ino)
-			x.skipped("device node", p)
+			delete(x.links, ino) // a later name of it is skipped too, not linked to nothing
+			x.skipped("device node or socket", p)
 			return nil
 		}
 		// Created 0600; meta sets the final mode, set-id bits filtered.
