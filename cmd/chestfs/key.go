@@ -36,11 +36,7 @@ func readKey(ctx context.Context, k keyConfig, r releaseConfig) (*secret.Buffer,
 		}
 		return key, nil
 	case keyRelease:
-		raw, err := releaseKey(ctx, k.Blob, r)
-		if err != nil {
-			return nil, err
-		}
-		return secret.FromBytes(raw)
+		return releaseKey(ctx, k.Blob, r)
 	}
 	return nil, nil
 }
@@ -78,7 +74,7 @@ func readKeyFile(path string) (*secret.Buffer, error) {
 
 // releaseKey performs attestation-gated secure key release for the sidecar
 // key blob. The key goes straight to the caller's memory, never to disk.
-func releaseKey(ctx context.Context, blob *skr.KeyBlob, r releaseConfig) ([]byte, error) {
+func releaseKey(ctx context.Context, blob *skr.KeyBlob, r releaseConfig) (*secret.Buffer, error) {
 	if err := blob.Validate(); err != nil {
 		return nil, err
 	}
@@ -86,7 +82,7 @@ func releaseKey(ctx context.Context, blob *skr.KeyBlob, r releaseConfig) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	key, err := skr.Release(ctx, blob, provider, skr.Options{Token: r.Token, CAPEM: r.CAPEM, TokenHosts: r.TokenHosts, Insecure: r.Insecure})
+	key, err := skr.ReleaseSecret(ctx, blob, provider, skr.Options{Token: r.Token, CAPEM: r.CAPEM, TokenHosts: r.TokenHosts, Insecure: r.Insecure})
 	if err != nil {
 		return nil, fmt.Errorf("key release: %w", err)
 	}
