@@ -170,3 +170,52 @@ func TestLUKS2OneBrokenCopy(t *testing.T) {
 		t.Fatalf("broken primary: %v %+v", err, h)
 	}
 }
+
+// TestLUKS1KeyslotsAgreeWithCryptsetup: cryptsetup checks every key slot,
+// active or not, and the device size; so does ReadHeader.
+func TestLUKS1KeyslotsAgreeWithCryptsetup(t *testing.T) {
+	im := newImage(t, 4*mib, "--type", "luks1", "--pbkdf-force-iterations", "1000")
+	orig, err := os.ReadFile(im.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := func(i, field int) int { return 208 + i*48 + field }
+	kmo := func(b []byte, i int) uint32 { return binary.BigEndian.Uint32(b[slot(i, 40):]) }
+	cases := []struct {
+		name string
+		edit func(b []byte) []byte
+		want error
+		text string
+	}{
+		{"inactive-slot-stripes", func(b []byte) []byte { binary.BigEndian.PutUint32(b[slot(7, 44):], 3999); return b }, ErrCorrupt, "keyslot 7 is invalid"},
+		{"inactive-slot-in-header", func(b []byte) []byte { binary.BigEndian.PutUint32(b[slot(5, 40):], 1); return b }, ErrCorrupt, "overlaps the header"},
+		{"inactive-slot-overlap", func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[slot(4, 40):], kmo(b, 3)+1)
+			return b
+		}, ErrCorrupt, "overlaps key slot"},
+		{"inactive-slot-in-payload", func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[slot(7, 40):], binary.BigEndian.Uint32(b[104:])-1)
+			return b
+		}, ErrCorrupt, "reaches the payload"},
+		{"device-too-small", func(b []byte) []byte { return b[:int(kmo(b, 7))*512+1000] }, ErrTruncated, "device too small"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeTemp(t, c.edit(bytes.Clone(orig)))
+			if cryptsetupAccepts(t, path) {
+				t.Fatal("cryptsetup accepts the header: the case does not break a rule")
+			}
+			_, err := ReadHeader(openFile(t, path))
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+				t.Fatalf("ReadHeader: %v, want %v naming %q", err, c.want, c.text)
+			}
+		})
+	}
+	path := writeTemp(t, orig)
+	if !cryptsetupAccepts(t, path) {
+		t.Fatal("cryptsetup refuses the control")
+	}
+	if _, err := ReadHeader(openFile(t, path)); err != nil {
+		t.Fatal(err)
+	}
+}
