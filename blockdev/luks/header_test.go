@@ -320,8 +320,11 @@ func TestLUKS2TruncatedOrNotLUKS(t *testing.T) {
 		t.Fatalf("short data: %v", err)
 	}
 	// Not LUKS at all.
-	if _, err := ReadHeader(bytesSource(make([]byte, 1*mib))); !errors.Is(err, ErrNotLUKS) {
-		t.Fatalf("zeros: %v", err)
+	for name, b := range map[string][]byte{"zeros": make([]byte, 1*mib), "random": pattern(1*mib, 7)} {
+		_, err := ReadHeader(bytesSource(b))
+		if !errors.Is(err, ErrNotLUKS) || !strings.HasPrefix(err.Error(), "luks: not a LUKS header: ") {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 	if IsLUKS(bytesSource(make([]byte, 4096))) || IsLUKS(bytesSource(nil)) {
 		t.Fatal("IsLUKS on zeros")
