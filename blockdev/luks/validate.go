@@ -190,35 +190,34 @@ func (v *validator) requirements() error {
 }
 
 func (v *validator) tokensValid() error {
-	toks, err := objects(v.tokens, "token")
-	if err != nil {
-		return err
-	}
-	for id, t := range toks {
-		if _, ok := str(t, "type"); !ok {
-			return invalid("token %s has no type", id)
-		}
-		if _, err := idList(t, "keyslots", v.keyslots); err != nil {
-			return invalid("token %s: %v", id, err)
-		}
-	}
-	return nil
+	return typedWithRefs(v.tokens, "token", ref{"keyslots", v.keyslots})
 }
 
 func (v *validator) digestsValid() error {
-	digs, err := objects(v.digests, "digest")
+	return typedWithRefs(v.digests, "digest", ref{"keyslots", v.keyslots}, ref{"segments", v.segments})
+}
+
+// ref is a list field naming objects of another section.
+type ref struct {
+	key string
+	in  jobj
+}
+
+// typedWithRefs checks a section of numbered objects that each have a type
+// and lists naming existing objects of other sections.
+func typedWithRefs(section jobj, what string, refs ...ref) error {
+	objs, err := objects(section, what)
 	if err != nil {
 		return err
 	}
-	for id, d := range digs {
-		if _, ok := str(d, "type"); !ok {
-			return invalid("digest %s has no type", id)
+	for id, o := range objs {
+		if _, ok := str(o, "type"); !ok {
+			return invalid("%s %s has no type", what, id)
 		}
-		if _, err := idList(d, "keyslots", v.keyslots); err != nil {
-			return invalid("digest %s: %v", id, err)
-		}
-		if _, err := idList(d, "segments", v.segments); err != nil {
-			return invalid("digest %s: %v", id, err)
+		for _, r := range refs {
+			if _, err := idList(o, r.key, r.in); err != nil {
+				return invalid("%s %s: %v", what, id, err)
+			}
 		}
 	}
 	return nil
