@@ -52,8 +52,9 @@ func ReadHeader(src blockdev.Source) (*Header, error) {
 	h, err := readLUKS2(src)
 	if err != nil && !bytes.Equal(b[:6], magic1) {
 		// Only a secondary copy could rescue a header without the primary
-		// magic; if there is none, this simply is not LUKS.
-		return nil, fmt.Errorf("%w (%v)", ErrNotLUKS, err)
+		// magic; if there is none, this simply is not LUKS (a TrueCrypt,
+		// BitLocker or LVM volume, a bare file system, random bytes).
+		return nil, fmt.Errorf("%w: no LUKS magic at the start and no valid LUKS2 secondary header", ErrNotLUKS)
 	}
 	return h, err
 }

@@ -3,6 +3,7 @@ package luks
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
 
 	"github.com/chestfs/chestfs/blockdev"
 )
@@ -81,16 +82,9 @@ func readLUKS1(src blockdev.Source) (*Header, error) {
 		if k.Active != luks1KeyActive && k.Active != luks1KeyDisabled {
 			return nil, fmt.Errorf("%w: luks1: key slot %d has state 0x%08x", ErrCorrupt, i, k.Active)
 		}
-		if k.Enabled() {
-			if err := afCheck(int(p.KeyBytes), int(k.Stripes)); err != nil {
-				return nil, fmt.Errorf("luks1: key slot %d: %w", i, err)
-			}
-			// Key material must lie below the payload (when there is one in this source).
-			end := uint64(k.KeyMaterialOffset)*luks1SectorSize + afAreaSize(int(p.KeyBytes), int(k.Stripes))
-			if k.KeyMaterialOffset == 0 || (p.PayloadOffset != 0 && end > uint64(p.PayloadOffset)*luks1SectorSize) {
-				return nil, fmt.Errorf("%w: luks1: key slot %d material at sector %d overlaps the header or payload", ErrCorrupt, i, k.KeyMaterialOffset)
-			}
-		}
+	}
+	if err := checkLUKS1Keyslots(p, uint64(src.Size())); err != nil {
+		return nil, err
 	}
 	return &Header{Version: 1, UUID: p.UUID, V1: p}, nil
 }
@@ -99,4 +93,47 @@ func readLUKS1(src blockdev.Source) (*Header, error) {
 func afAreaSize(keySize, stripes int) uint64 {
 	n := uint64(keySize) * uint64(stripes)
 	return (n + 511) / 512 * 512
+}
+
+// luks1Stripes is the only stripe count LUKS1 allows (LUKS_STRIPES).
+const luks1Stripes = 4000
+
+// checkLUKS1Keyslots applies cryptsetup's LUKS_check_keyslots to every key
+// slot, active or not: 4000 stripes, key material after the phdr and below
+// the payload, no two slots overlapping; and LUKS_check_device_size: the
+// header source holds the last slot.
+func checkLUKS1Keyslots(p *PHDR, srcSize uint64) error {
+	secs := afAreaSize(int(p.KeyBytes), luks1Stripes) / luks1SectorSize
+	order := make([]int, luks1NumKeys)
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return p.KeyBlocks[order[a]].KeyMaterialOffset < p.KeyBlocks[order[b]].KeyMaterialOffset
+	})
+	bad := func(i int, format string, args ...any) error {
+		return fmt.Errorf("%w: luks1: keyslot %d is invalid: %s", ErrCorrupt, i, fmt.Sprintf(format, args...))
+	}
+	for i, k := range p.KeyBlocks {
+		off := uint64(k.KeyMaterialOffset)
+		switch {
+		case k.Stripes != luks1Stripes:
+			return bad(i, "%d stripes (LUKS1 has %d)", k.Stripes, luks1Stripes)
+		case off*luks1SectorSize < luks1PhdrSize:
+			return bad(i, "key material at sector %d overlaps the header", off)
+		case p.PayloadOffset != 0 && off+secs > uint64(p.PayloadOffset):
+			return bad(i, "key material at sectors [%d,+%d) reaches the payload at sector %d", off, secs, p.PayloadOffset)
+		}
+	}
+	for j := 1; j < luks1NumKeys; j++ {
+		prev, next := order[j-1], order[j]
+		if uint64(p.KeyBlocks[next].KeyMaterialOffset) < uint64(p.KeyBlocks[prev].KeyMaterialOffset)+secs {
+			return bad(prev, "key material overlaps key slot %d", next)
+		}
+	}
+	need := (uint64(p.KeyBlocks[order[luks1NumKeys-1]].KeyMaterialOffset) + secs) * luks1SectorSize
+	if srcSize < need {
+		return fmt.Errorf("%w: luks1: device too small: the key slots need %d bytes, the header source has %d", ErrTruncated, need, srcSize)
+	}
+	return nil
 }

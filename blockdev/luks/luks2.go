@@ -29,6 +29,7 @@ func validHdrSize(n uint64) bool {
 type luks2Copy struct {
 	bin  BinaryHeader
 	json []byte // the JSON area up to its NUL terminator
+	md   *Metadata
 }
 
 // readLUKS2Copy reads and verifies the header copy at off. want is magic1 or
@@ -69,10 +70,18 @@ func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, er
 	if subtle.ConstantTimeCompare(sum, h.Checksum[:len(sum)]) != 1 {
 		return nil, fmt.Errorf("%w: header at %d: %s checksum mismatch", ErrCorrupt, off, h.ChecksumAlg)
 	}
-	if i := bytes.IndexByte(jsonArea, 0); i >= 0 {
-		jsonArea = jsonArea[:i]
+	js, err := splitJSONArea(jsonArea)
+	if err == nil {
+		err = validateMetadata(js, h.HdrSize)
 	}
-	return &luks2Copy{bin: h, json: jsonArea}, nil
+	var md *Metadata
+	if err == nil {
+		md, err = parseMetadata(js, h.HdrSize)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: header at %d: %v", ErrCorrupt, off, err)
+	}
+	return &luks2Copy{bin: h, json: js, md: md}, nil
 }
 
 // readFull reads len(p) bytes at off, reporting a short source as ErrTruncated.
@@ -141,67 +150,64 @@ func readLUKS2(src blockdev.Source) (*Header, error) {
 	}
 	h.Binary = &use.bin
 	h.UUID, h.Label, h.Subsystem = use.bin.UUID, use.bin.Label, use.bin.Subsystem
-	md, err := parseMetadata(use.json, use.bin.HdrSize)
-	if err != nil {
-		return nil, err
-	}
-	h.Metadata = md
+	h.Metadata = use.md
 	h.rawJSON = use.json
 	return h, nil
 }
 
-// parseMetadata decodes and sanity-checks the JSON area. It does not refuse
+// parseMetadata decodes and sanity-checks the JSON area; its errors
+// describe corruption (the caller wraps them in ErrCorrupt). It does not refuse
 // unsupported features (ReadHeader must still show such headers); Unlock does.
 func parseMetadata(js []byte, hdrSize uint64) (*Metadata, error) {
 	var md Metadata
 	if err := json.Unmarshal(js, &md); err != nil {
-		return nil, fmt.Errorf("%w: JSON metadata: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("JSON metadata: %v", err)
 	}
 	if md.Keyslots == nil || md.Segments == nil || md.Digests == nil {
-		return nil, fmt.Errorf("%w: JSON metadata lacks keyslots, segments or digests", ErrCorrupt)
+		return nil, fmt.Errorf("JSON metadata lacks keyslots, segments or digests")
 	}
 	if uint64(md.Config.JSONSize) != hdrSize-BinaryHeaderSize {
-		return nil, fmt.Errorf("%w: config.json_size %d does not match hdr_size %d", ErrCorrupt, md.Config.JSONSize, hdrSize)
+		return nil, fmt.Errorf("config.json_size %d does not match hdr_size %d", md.Config.JSONSize, hdrSize)
 	}
 	areaStart := 2 * hdrSize
 	areaEnd := areaStart + uint64(md.Config.KeyslotsSize)
 	if areaEnd < areaStart {
-		return nil, fmt.Errorf("%w: config.keyslots_size %d overflows", ErrCorrupt, md.Config.KeyslotsSize)
+		return nil, fmt.Errorf("config.keyslots_size %d overflows", md.Config.KeyslotsSize)
 	}
 	for id, ks := range md.Keyslots {
 		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("%w: keyslot %q: %v", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("keyslot %q: %v", id, err)
 		}
 		if ks == nil {
-			return nil, fmt.Errorf("%w: keyslot %s is null", ErrCorrupt, id)
+			return nil, fmt.Errorf("keyslot %s is null", id)
 		}
 		if ks.Area != nil {
 			end := uint64(ks.Area.Offset) + uint64(ks.Area.Size)
 			if end < uint64(ks.Area.Offset) || uint64(ks.Area.Offset) < areaStart || end > areaEnd {
-				return nil, fmt.Errorf("%w: keyslot %s area [%d,+%d) outside the keyslots area [%d,%d)",
-					ErrCorrupt, id, ks.Area.Offset, ks.Area.Size, areaStart, areaEnd)
+				return nil, fmt.Errorf("keyslot %s area [%d,+%d) outside the keyslots area [%d,%d)",
+					id, ks.Area.Offset, ks.Area.Size, areaStart, areaEnd)
 			}
 		}
 	}
 	for id, s := range md.Segments {
 		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("%w: segment %q: %v", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("segment %q: %v", id, err)
 		}
 		if s == nil {
-			return nil, fmt.Errorf("%w: segment %s is null", ErrCorrupt, id)
+			return nil, fmt.Errorf("segment %s is null", id)
 		}
 		if s.Size != "dynamic" {
 			if _, err := strconv.ParseUint(s.Size, 10, 64); err != nil {
-				return nil, fmt.Errorf("%w: segment %s size %q", ErrCorrupt, id, s.Size)
+				return nil, fmt.Errorf("segment %s size %q", id, s.Size)
 			}
 		}
 	}
 	for id, d := range md.Digests {
 		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("%w: digest %q: %v", ErrCorrupt, id, err)
+			return nil, fmt.Errorf("digest %q: %v", id, err)
 		}
 		if d == nil {
-			return nil, fmt.Errorf("%w: digest %s is null", ErrCorrupt, id)
+			return nil, fmt.Errorf("digest %s is null", id)
 		}
 	}
 	return &md, nil
