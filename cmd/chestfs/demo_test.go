@@ -66,7 +66,8 @@ func TestFailuresAreOneLine(t *testing.T) {
 		{"wrong key", []string{"ls", "--key-file", wrong, demoImg}, "key"},
 		{"no key for a LUKS volume", []string{"ls", demoImg}, "give a key"},
 		{"missing source", []string{"ls", filepath.Join(dir, "nope.img")}, "no such file"},
-		{"not ext4", []string{"ls", garbage}, "ext4"},
+		{"not ext4", []string{"ls", garbage}, "neither a luks header nor an ext4 filesystem"},
+		{"inspect not luks", []string{"inspect", garbage}, "neither a luks header nor an ext4 filesystem"},
 		{"two keys", []string{"ls", "--key-file", demoKey, "--key-hex", "00", demoImg}, "at most one"},
 		{"bad hex", []string{"ls", demoImg}, "hex"}, // the key in $CHESTFS_KEY_HEX, below
 		{"missing file in image", []string{"cat", "--key-file", demoKey, demoImg, "/nope"}, "not exist"},
