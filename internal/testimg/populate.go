@@ -107,6 +107,18 @@ func populatePlain(dir string, v Variant) error {
 }
 
 func (p *populator) populate(v Variant) {
+	p.files(v)
+	p.tree()
+	p.largeDir(v)
+	p.timesAndInline()
+	if p.kernel {
+		p.kernelOnly()
+	}
+}
+
+// files are regular files of every size and layout: holes, far blocks,
+// fragmented extents, unwritten extents.
+func (p *populator) files(v Variant) {
 	bs := int64(p.bs)
 	p.write("empty", nil)
 	p.write("tiny", []byte("hello\n"))
@@ -149,7 +161,10 @@ func (p *populator) populate(v Variant) {
 			f.Close()
 		}
 	}
+}
 
+// tree is hard links, symlinks of every length, directories and modes.
+func (p *populator) tree() {
 	p.mkdir("links", 0o755)
 	p.write("links/a", []byte("linked\n"))
 	p.check("link", os.Link(p.path("links/a"), p.path("links/b")))
@@ -191,8 +206,10 @@ func (p *populator) populate(v Variant) {
 	p.check("chmod", unix.Chmod(p.path("perm/sticky"), 0o1777))
 	p.mkdir("perm/sgid", 0o755)
 	p.check("chmod", unix.Chmod(p.path("perm/sgid"), 0o2775))
+}
 
-	// The big directory: hard links keep it cheap in inodes.
+// largeDir is the big (htree) directory: hard links keep it cheap in inodes.
+func (p *populator) largeDir(v Variant) {
 	p.mkdir(LargeDirPath, 0o755)
 	p.write(LargeDirPath+"/target", []byte("target\n"))
 	for i := 0; i < v.largeDir(); i++ {
@@ -204,7 +221,10 @@ func (p *populator) populate(v Variant) {
 	for i := 0; i < LargeDirExtra; i++ {
 		p.write(LargeDirPath+"/"+LargeDirExtraName(i), nil)
 	}
+}
 
+// timesAndInline is times beyond 32-bit seconds and inline-data candidates.
+func (p *populator) timesAndInline() {
 	p.mkdir("times", 0o755)
 	for _, tc := range []struct {
 		name string
@@ -234,10 +254,10 @@ func (p *populator) populate(v Variant) {
 	for i := 0; i < 5; i++ {
 		p.write(fmt.Sprintf("inline/spill/name-%07d", i), []byte{byte(i)})
 	}
+}
 
-	if !p.kernel {
-		return
-	}
+// kernelOnly is what only root can make: device nodes, foreign owners, xattrs.
+func (p *populator) kernelOnly() {
 	p.mkdir("dev", 0o755)
 	p.check("mknod", unix.Mknod(p.path("dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	p.check("mknod", unix.Mknod(p.path("dev/sda1"), unix.S_IFBLK|0o660, int(unix.Mkdev(8, 1))))
