@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chestfs/chestfs/internal/loopback"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 )
 
@@ -86,17 +88,6 @@ var KeyVaultHostSuffixes = []string{
 	".vault.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net",
 }
 
-// IsLoopbackHost reports whether host (no port) is localhost or a loopback
-// address (127.0.0.0/8, ::1). Names are not resolved: DNS is untrusted.
-func IsLoopbackHost(host string) bool {
-	h := strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 // IsLoopbackURL reports whether endpoint ("host[:port]" or an https URL, as
 // in key blobs) names a loopback host: a local mock-kms.
 func IsLoopbackURL(endpoint string) bool {
@@ -105,13 +96,13 @@ func IsLoopbackURL(endpoint string) bool {
 		return false
 	}
 	u, err := url.Parse(base)
-	return err == nil && IsLoopbackHost(u.Hostname())
+	return err == nil && loopback.Host(u.Hostname())
 }
 
 // tokenHostAllowed says whether the Key Vault bearer token may go to host.
 func (o *Options) tokenHostAllowed(host string) bool {
 	h := strings.TrimSuffix(strings.ToLower(host), ".")
-	if IsLoopbackHost(h) {
+	if loopback.Host(h) {
 		return true
 	}
 	for _, s := range KeyVaultHostSuffixes {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/chestfs/chestfs/internal/loopback"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -98,20 +100,9 @@ func parseBlobURL(raw string) (*blobURL, error) {
 // before any request: a SAS or key would cross the network in clear text.
 var ErrInsecureHTTP = errors.New("plain http is allowed only to loopback (use https, or AllowHTTP)")
 
-// IsLoopbackHost reports whether host (no port) is localhost or a loopback
-// address (127.0.0.0/8, ::1). Names are not resolved: DNS is untrusted.
-func IsLoopbackHost(host string) bool {
-	h := strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 // checkTransport refuses http to a non-loopback host unless allowHTTP.
 func (b *blobURL) checkTransport(allowHTTP bool) error {
-	if strings.EqualFold(b.u.Scheme, "https") || allowHTTP || IsLoopbackHost(b.u.Hostname()) {
+	if strings.EqualFold(b.u.Scheme, "https") || allowHTTP || loopback.Host(b.u.Hostname()) {
 		return nil
 	}
 	return fmt.Errorf("azblob: %s: %w", b, ErrInsecureHTTP)
