@@ -27,7 +27,8 @@ type blockCache struct {
 	pinFrom int // levels >= pinFrom are pinned
 }
 
-// pinBudget bounds the bytes of the pinned top levels.
+// pinBudget bounds the bytes of the pinned levels below the top one (and
+// so does half the cache size).
 const pinBudget = 2 << 20
 
 func newBlockCache(g *geometry, maxBytes int64) *blockCache {
@@ -40,9 +41,10 @@ func newBlockCache(g *geometry, maxBytes int64) *blockCache {
 		pinFrom: g.levels,
 	}
 	var total int64
+	budget := min(pinBudget, maxBytes/2)
 	for l := g.levels - 1; l >= 0; l-- {
 		total += int64(g.levelSize[l]) * hbs
-		if l < g.levels-1 && total > pinBudget {
+		if l < g.levels-1 && total > budget {
 			break
 		}
 		c.pinFrom = l

@@ -25,7 +25,7 @@ type Info struct {
 
 // Dump reads the superblock at hashOffset and describes the tree.
 func Dump(hash io.ReaderAt, hashOffset int64) (*Info, error) {
-	p, err := ReadSuperblock(hash, hashOffset)
+	p, err := readSuperblock(hash, hashOffset)
 	if err != nil {
 		return nil, fmt.Errorf("verity: dump: %w", err)
 	}
@@ -34,10 +34,11 @@ func Dump(hash io.ReaderAt, hashOffset int64) (*Info, error) {
 
 // Info describes p's tree as Dump does.
 func (p *Params) Info() (*Info, error) {
-	l, err := p.Layout()
+	g, err := newGeometry(p)
 	if err != nil {
-		return nil, err
+		return nil, prefix(err)
 	}
+	l := g.layout()
 	salt := hex.EncodeToString(p.Salt)
 	if salt == "" {
 		salt = "-"

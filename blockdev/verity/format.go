@@ -31,6 +31,11 @@ type FormatOptions struct {
 // Params resolves o's defaults for data of dataSize bytes (-1: unknown),
 // choosing a random salt and UUID where none is given.
 func (o FormatOptions) Params(dataSize int64) (*Params, error) {
+	p, err := o.resolve(dataSize)
+	return p, prefix(err)
+}
+
+func (o FormatOptions) resolve(dataSize int64) (*Params, error) {
 	p := &Params{
 		HashType:      1,
 		Algorithm:     o.Algorithm,
@@ -63,17 +68,17 @@ func (o FormatOptions) Params(dataSize int64) (*Params, error) {
 	case p.Salt == nil:
 		p.Salt = make([]byte, 32)
 		if _, err := rand.Read(p.Salt); err != nil {
-			return nil, fmt.Errorf("verity: salt: %w", err)
+			return nil, fmt.Errorf("salt: %w", err)
 		}
 	}
 	if p.UUID == ([16]byte{}) {
 		if _, err := rand.Read(p.UUID[:]); err != nil {
-			return nil, fmt.Errorf("verity: uuid: %w", err)
+			return nil, fmt.Errorf("uuid: %w", err)
 		}
 		p.UUID[6] = p.UUID[6]&0x0f | 0x40 // version 4
 		p.UUID[8] = p.UUID[8]&0x3f | 0x80 // RFC 4122 variant
 	}
-	return p, p.Check()
+	return p, p.check()
 }
 
 type sizer interface{ Size() int64 }
@@ -89,7 +94,7 @@ func Format(data io.ReaderAt, hash io.WriterAt, o FormatOptions) (*Params, []byt
 	} else if o.DataBlocks == 0 {
 		return nil, nil, errors.New("verity: format: the number of data blocks is needed for data of unknown size")
 	}
-	p, err := o.Params(size)
+	p, err := o.resolve(size)
 	if err != nil {
 		return nil, nil, fmt.Errorf("verity: format: %w", err)
 	}
@@ -115,9 +120,9 @@ func FormatParams(data io.ReaderAt, hash io.WriterAt, p *Params) ([]byte, error)
 		return nil, fmt.Errorf("verity: format: %w", err)
 	}
 	if !p.NoSuperblock {
-		sb, err := p.Encode()
+		sb, err := p.encode()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("verity: format: %w", err)
 		}
 		// Zero the rest of the superblock's hash block too: the hash device
 		// then has its full size even when the tree is empty (one data block).

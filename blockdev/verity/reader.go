@@ -50,10 +50,10 @@ func Open(data, hash blockdev.Source, hashOffset int64, root []byte, opts *Optio
 		return nil, fmt.Errorf("verity: open: %w", err)
 	}
 	if need := g.layout().HashDeviceSize; hash.Size() < need {
-		return nil, fmt.Errorf("verity: open: %w: hash device of %d bytes is too short for the tree (needs %d): truncated", ErrFormat, hash.Size(), need)
+		return nil, errorf(ErrFormat, "verity: open: hash device of %d bytes is too short for the tree (needs %d): truncated", hash.Size(), need)
 	}
 	if data.Size() < p.DataSize() {
-		return nil, fmt.Errorf("verity: open: %w: the tree covers %d blocks of %d bytes (%d bytes) but the image has %d bytes: a tree made for another image", ErrFormat, p.DataBlocks, p.DataBlockSize, p.DataSize(), data.Size())
+		return nil, errorf(ErrFormat, "verity: open: the tree covers %d blocks of %d bytes (%d bytes) but the image has %d bytes: a tree made for another image", p.DataBlocks, p.DataBlockSize, p.DataSize(), data.Size())
 	}
 	r := &Reader{g: g, data: data, hash: hash, root: append([]byte{}, root...), logged: make(map[uint64]time.Time)}
 	cacheBytes, ra := int64(16<<20), 16
@@ -154,7 +154,7 @@ func (r *Reader) ReadAtRun(p []byte, off, end int64) (int, error) {
 	}
 	if bad >= 0 {
 		clear(p[good:])
-		return good, err
+		return good, fmt.Errorf("verity: %w", err)
 	}
 	return len(p), eof
 }
@@ -211,7 +211,7 @@ func (r *Reader) hashBlock(level int, idx uint64) ([]byte, error) {
 	hbs := int(g.p.HashBlockSize)
 	buf := make([]byte, int(end-idx)*hbs)
 	if err := readFull(r.hash, buf, g.hashOffset(level, idx)); err != nil {
-		return nil, fmt.Errorf("verity: read hash level %d block %d: %w", level, idx, err)
+		return nil, fmt.Errorf("read hash level %d block %d: %w", level, idx, err)
 	}
 	var got [64]byte
 	for i := idx; i < end; i++ {

@@ -80,6 +80,28 @@ var algorithms = map[string]algorithm{
 	"sha512": {sha512.Size, sha512.New},
 }
 
+// kindError is an error of one of the kinds above whose message does not
+// repeat the kind's own text.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+func errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// prefix adds the package prefix to an error from an unprefixed helper.
+func prefix(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("verity: %w", err)
+}
+
 // Algorithms lists the supported hash algorithms.
 func Algorithms() []string {
 	names := make([]string, 0, len(algorithms))
@@ -92,9 +114,14 @@ func Algorithms() []string {
 
 // DigestSize returns the digest (and so root hash) size of a hash algorithm.
 func DigestSize(alg string) (int, error) {
+	n, err := digestSize(alg)
+	return n, prefix(err)
+}
+
+func digestSize(alg string) (int, error) {
 	a, ok := algorithms[alg]
 	if !ok {
-		return 0, fmt.Errorf("%w: hash algorithm %q (supported: %s)", ErrUnsupported, alg, strings.Join(Algorithms(), ", "))
+		return 0, errorf(ErrUnsupported, "unsupported hash algorithm %q (supported: %s)", alg, strings.Join(Algorithms(), ", "))
 	}
 	return a.size, nil
 }
@@ -102,17 +129,19 @@ func DigestSize(alg string) (int, error) {
 // checkBlockSize applies veritysetup's rule: a power of two from 512 bytes to 512 KiB.
 func checkBlockSize(what string, n uint32) error {
 	if n < 512 || n > 512*1024 || n&(n-1) != 0 {
-		return fmt.Errorf("%w: %s block size %d (must be a power of two from 512 to 524288)", ErrFormat, what, n)
+		return errorf(ErrFormat, "bad %s block size %d (must be a power of two from 512 to 524288)", what, n)
 	}
 	return nil
 }
 
 // Check reports the first reason p cannot describe a tree.
-func (p *Params) Check() error {
+func (p *Params) Check() error { return prefix(p.check()) }
+
+func (p *Params) check() error {
 	if p.HashType > 1 {
-		return fmt.Errorf("%w: hash type %d (0 or 1)", ErrUnsupported, p.HashType)
+		return errorf(ErrUnsupported, "unsupported hash type %d (0 or 1)", p.HashType)
 	}
-	if _, err := DigestSize(p.Algorithm); err != nil {
+	if _, err := digestSize(p.Algorithm); err != nil {
 		return err
 	}
 	if err := checkBlockSize("data", p.DataBlockSize); err != nil {
@@ -122,22 +151,22 @@ func (p *Params) Check() error {
 		return err
 	}
 	if len(p.Salt) > 256 {
-		return fmt.Errorf("%w: salt of %d bytes (at most 256)", ErrFormat, len(p.Salt))
+		return errorf(ErrFormat, "salt of %d bytes (at most 256)", len(p.Salt))
 	}
 	if p.DataBlocks == 0 {
-		return fmt.Errorf("%w: no data blocks", ErrFormat)
+		return errorf(ErrFormat, "no data blocks")
 	}
 	if p.DataBlocks > uint64(maxInt64)/uint64(p.DataBlockSize) {
-		return fmt.Errorf("%w: %d data blocks of %d bytes overflow", ErrFormat, p.DataBlocks, p.DataBlockSize)
+		return errorf(ErrFormat, "%d data blocks of %d bytes overflow", p.DataBlocks, p.DataBlockSize)
 	}
 	if p.HashOffset < 0 {
-		return fmt.Errorf("%w: negative hash offset %d", ErrFormat, p.HashOffset)
+		return errorf(ErrFormat, "negative hash offset %d", p.HashOffset)
 	}
 	if !p.NoSuperblock && p.HashOffset%512 != 0 {
-		return fmt.Errorf("%w: hash offset %d is not a multiple of 512", ErrFormat, p.HashOffset)
+		return errorf(ErrFormat, "hash offset %d is not a multiple of 512", p.HashOffset)
 	}
 	if p.NoSuperblock && p.HashOffset%int64(p.HashBlockSize) != 0 {
-		return fmt.Errorf("%w: hash offset %d of a tree without superblock is not a multiple of the hash block size %d", ErrFormat, p.HashOffset, p.HashBlockSize)
+		return errorf(ErrFormat, "hash offset %d of a tree without superblock is not a multiple of the hash block size %d", p.HashOffset, p.HashBlockSize)
 	}
 	return nil
 }
@@ -149,7 +178,12 @@ func (p *Params) DataSize() int64 { return int64(p.DataBlocks) * int64(p.DataBlo
 
 // Encode returns the 512-byte superblock of p.
 func (p *Params) Encode() ([]byte, error) {
-	if err := p.Check(); err != nil {
+	b, err := p.encode()
+	return b, prefix(err)
+}
+
+func (p *Params) encode() ([]byte, error) {
+	if err := p.check(); err != nil {
 		return nil, err
 	}
 	sb := Superblock{
@@ -166,7 +200,7 @@ func (p *Params) Encode() ([]byte, error) {
 	copy(sb.Salt[:], p.Salt)
 	var buf bytes.Buffer
 	if err := binary.Write(&buf, binary.LittleEndian, &sb); err != nil {
-		return nil, fmt.Errorf("verity: encode superblock: %w", err)
+		return nil, fmt.Errorf("encode superblock: %w", err)
 	}
 	return buf.Bytes(), nil
 }
@@ -174,21 +208,26 @@ func (p *Params) Encode() ([]byte, error) {
 // DecodeSuperblock parses and checks a superblock found at hashOffset. It
 // refuses what veritysetup refuses, and trees this package cannot check.
 func DecodeSuperblock(b []byte, hashOffset int64) (*Params, error) {
+	p, err := decodeSuperblock(b, hashOffset)
+	return p, prefix(err)
+}
+
+func decodeSuperblock(b []byte, hashOffset int64) (*Params, error) {
 	if len(b) < SuperblockSize {
-		return nil, fmt.Errorf("%w: superblock of %d bytes (needs %d)", ErrFormat, len(b), SuperblockSize)
+		return nil, errorf(ErrFormat, "superblock of %d bytes (needs %d)", len(b), SuperblockSize)
 	}
 	var sb Superblock
 	if err := binary.Read(bytes.NewReader(b[:SuperblockSize]), binary.LittleEndian, &sb); err != nil {
-		return nil, fmt.Errorf("verity: decode superblock: %w", err)
+		return nil, fmt.Errorf("decode superblock: %w", err)
 	}
 	if sb.Signature != Signature {
-		return nil, fmt.Errorf("%w: no verity superblock at offset %d (signature %q)", ErrFormat, hashOffset, sb.Signature[:])
+		return nil, errorf(ErrFormat, "no verity superblock at offset %d (signature %q)", hashOffset, sb.Signature[:])
 	}
 	if sb.Version != 1 {
-		return nil, fmt.Errorf("%w: superblock version %d", ErrUnsupported, sb.Version)
+		return nil, errorf(ErrUnsupported, "unsupported superblock version %d", sb.Version)
 	}
 	if sb.SaltSize > uint16(len(sb.Salt)) {
-		return nil, fmt.Errorf("%w: salt size %d in superblock (at most %d)", ErrFormat, sb.SaltSize, len(sb.Salt))
+		return nil, errorf(ErrFormat, "bad salt size %d in superblock (at most %d)", sb.SaltSize, len(sb.Salt))
 	}
 	alg, _, _ := bytes.Cut(sb.Algorithm[:], []byte{0})
 	p := &Params{
@@ -201,7 +240,7 @@ func DecodeSuperblock(b []byte, hashOffset int64) (*Params, error) {
 		UUID:          sb.UUID,
 		HashOffset:    hashOffset,
 	}
-	if err := p.Check(); err != nil {
+	if err := p.check(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -240,11 +279,11 @@ type MismatchError struct {
 func (e *MismatchError) Error() string {
 	switch {
 	case e.Root:
-		return "verity: the tree does not match the root hash (wrong root hash, or the tree, its superblock or the image was changed)"
+		return "the tree does not match the root hash (wrong root hash, or the tree, its superblock or the image was changed)"
 	case e.Level < 0:
-		return fmt.Sprintf("verity: data block %d does not match the hash tree", e.Block)
+		return fmt.Sprintf("data block %d does not match the hash tree", e.Block)
 	default:
-		return fmt.Sprintf("verity: hash block %d of level %d does not match the hash tree", e.Block, e.Level)
+		return fmt.Sprintf("hash block %d of level %d does not match the hash tree", e.Block, e.Level)
 	}
 }
 

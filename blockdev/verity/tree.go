@@ -1,7 +1,6 @@
 package verity
 
 import (
-	"fmt"
 	"hash"
 	"math/bits"
 	"sync"
@@ -38,14 +37,14 @@ type geometry struct {
 // newGeometry lays out the tree as cryptsetup's hash_levels and the
 // kernel's dm-verity do.
 func newGeometry(p *Params) (*geometry, error) {
-	if err := p.Check(); err != nil {
+	if err := p.check(); err != nil {
 		return nil, err
 	}
 	g := &geometry{p: p, alg: algorithms[p.Algorithm]}
 	g.digestSize = g.alg.size
 	per := p.HashBlockSize / uint32(g.digestSize)
 	if per < 2 {
-		return nil, fmt.Errorf("%w: a %d-byte hash block cannot hold two %s digests", ErrFormat, p.HashBlockSize, p.Algorithm)
+		return nil, errorf(ErrFormat, "a %d-byte hash block cannot hold two %s digests", p.HashBlockSize, p.Algorithm)
 	}
 	g.bits = uint(bits.Len32(per) - 1)
 	g.entrySize = int(p.HashBlockSize >> g.bits)
@@ -56,7 +55,7 @@ func newGeometry(p *Params) (*geometry, error) {
 		g.levels++
 	}
 	if g.levels > maxLevels {
-		return nil, fmt.Errorf("%w: %d tree levels", ErrFormat, g.levels)
+		return nil, errorf(ErrFormat, "%d tree levels", g.levels)
 	}
 	hbs := uint64(p.HashBlockSize)
 	if p.NoSuperblock {
@@ -79,7 +78,7 @@ func newGeometry(p *Params) (*geometry, error) {
 	}
 	g.treeEnd = pos
 	if g.treeEnd > uint64(maxInt64)/hbs {
-		return nil, fmt.Errorf("%w: hash device end overflows", ErrFormat)
+		return nil, errorf(ErrFormat, "hash device end overflows")
 	}
 	g.pool.New = func() any { return g.alg.new() }
 	return g, nil
@@ -99,7 +98,7 @@ func (g *geometry) layout() Layout {
 func (p *Params) Layout() (Layout, error) {
 	g, err := newGeometry(p)
 	if err != nil {
-		return Layout{}, err
+		return Layout{}, prefix(err)
 	}
 	return g.layout(), nil
 }
@@ -136,7 +135,8 @@ func (g *geometry) entry(block []byte, child uint64) []byte {
 
 // AppendedHashOffset is where a tree appended to an image of dataSize bytes
 // starts: the image's size rounded up to whole data blocks. That many data
-// blocks are covered; the bytes between dataSize and the offset are zeros.
+// blocks are covered: the bytes between dataSize and the offset must be
+// zeros written (or a hole) before Format reads them.
 func AppendedHashOffset(dataSize int64, dataBlockSize uint32) int64 {
 	bs := int64(dataBlockSize)
 	return (dataSize + bs - 1) / bs * bs

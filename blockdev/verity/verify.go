@@ -9,14 +9,19 @@ import (
 
 // ReadSuperblock reads and checks the superblock at hashOffset.
 func ReadSuperblock(hash io.ReaderAt, hashOffset int64) (*Params, error) {
+	p, err := readSuperblock(hash, hashOffset)
+	return p, prefix(err)
+}
+
+func readSuperblock(hash io.ReaderAt, hashOffset int64) (*Params, error) {
 	if hashOffset < 0 || hashOffset%512 != 0 {
-		return nil, fmt.Errorf("%w: hash offset %d is not a multiple of 512", ErrFormat, hashOffset)
+		return nil, errorf(ErrFormat, "hash offset %d is not a multiple of 512", hashOffset)
 	}
 	b := make([]byte, SuperblockSize)
 	if err := readFull(hash, b, hashOffset); err != nil {
-		return nil, fmt.Errorf("%w: no verity superblock at offset %d: %v", ErrFormat, hashOffset, err)
+		return nil, errorf(ErrFormat, "no verity superblock at offset %d: %v", hashOffset, err)
 	}
-	return DecodeSuperblock(b, hashOffset)
+	return decodeSuperblock(b, hashOffset)
 }
 
 // Options are the parameters of Verify and Open beyond the devices.
@@ -38,19 +43,19 @@ func (o *Options) params(hash io.ReaderAt, hashOffset int64) (*Params, error) {
 		p := *o.Params
 		p.HashOffset = hashOffset
 		p.NoSuperblock = true
-		return &p, p.Check()
+		return &p, p.check()
 	}
-	return ReadSuperblock(hash, hashOffset)
+	return readSuperblock(hash, hashOffset)
 }
 
 // checkRoot refuses a root hash of the wrong length for the tree's algorithm.
 func checkRoot(p *Params, root []byte) error {
-	n, err := DigestSize(p.Algorithm)
+	n, err := digestSize(p.Algorithm)
 	if err != nil {
 		return err
 	}
 	if len(root) != n {
-		return fmt.Errorf("%w: root hash of %d bytes, %s needs %d", ErrFormat, len(root), p.Algorithm, n)
+		return errorf(ErrFormat, "root hash of %d bytes, %s needs %d", len(root), p.Algorithm, n)
 	}
 	return nil
 }
@@ -72,7 +77,7 @@ func Verify(data, hash io.ReaderAt, hashOffset int64, root []byte, opts *Options
 		return fmt.Errorf("verity: verify: %w", err)
 	}
 	if s, ok := hash.(sizer); ok && s.Size() < g.layout().HashDeviceSize {
-		return fmt.Errorf("%w: hash device of %d bytes is too short for the tree (needs %d): truncated", ErrFormat, s.Size(), g.layout().HashDeviceSize)
+		return errorf(ErrFormat, "verity: verify: hash device of %d bytes is too short for the tree (needs %d): truncated", s.Size(), g.layout().HashDeviceSize)
 	}
 	c := &treeChecker{g: g, src: hash, stored: make([][]byte, g.levels), first: make([]uint64, g.levels)}
 	got, err := g.build(data, c.check)
@@ -80,7 +85,7 @@ func Verify(data, hash io.ReaderAt, hashOffset int64, root []byte, opts *Options
 		return fmt.Errorf("verity: verify: %w", err)
 	}
 	if subtle.ConstantTimeCompare(got, root) != 1 {
-		return &MismatchError{Root: true}
+		return fmt.Errorf("verity: verify: %w", &MismatchError{Root: true})
 	}
 	return nil
 }
@@ -130,5 +135,5 @@ func (c *treeChecker) mismatch(level int, idx uint64, stored, computed []byte) e
 			return &MismatchError{Level: level - 1, Block: child}
 		}
 	}
-	return fmt.Errorf("%w: hash block %d of level %d has non-zero padding", ErrFormat, idx, level)
+	return errorf(ErrFormat, "hash block %d of level %d has non-zero padding", idx, level)
 }
