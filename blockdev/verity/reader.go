@@ -23,6 +23,7 @@ type Reader struct {
 	root      []byte
 	cache     *blockCache
 	readahead uint64
+	log       *slog.Logger
 
 	logMu  sync.Mutex
 	logged map[uint64]time.Time // data block -> last warning, to rate-limit
@@ -63,7 +64,10 @@ func Open(data, hash blockdev.Source, hashOffset int64, root []byte, opts *Optio
 	if opts != nil && opts.HashReadahead > 0 {
 		ra = opts.HashReadahead
 	}
-	r.cache, r.readahead = newBlockCache(g, cacheBytes), uint64(ra)
+	r.cache, r.readahead, r.log = newBlockCache(g, cacheBytes), uint64(ra), slog.Default()
+	if opts != nil && opts.Logger != nil {
+		r.log = opts.Logger
+	}
 	if g.levels > 0 {
 		if _, err := r.hashBlock(g.levels-1, 0); err != nil {
 			return nil, fmt.Errorf("verity: open: %w", err)
@@ -249,6 +253,6 @@ func (r *Reader) warn(block uint64, err error) {
 	}
 	r.logged[block] = now
 	r.logMu.Unlock()
-	slog.Warn("verity: block does not match the hash tree; read fails with EIO",
+	r.log.Warn("verity: block does not match the hash tree; read fails with EIO",
 		"data_block", block, "offset", int64(block)*int64(r.g.p.DataBlockSize), "err", err)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -130,7 +131,8 @@ func TestTamperedDataBlock(t *testing.T) {
 	data, d, h, _, root := tamperTree(t)
 	const bad = 4000
 	d.b[bad*512+77] ^= 1
-	r, err := Open(d, h, 0, root, nil)
+	var log bytes.Buffer
+	r, err := Open(d, h, 0, root, &Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +154,9 @@ func TestTamperedDataBlock(t *testing.T) {
 		if n, err := r.ReadAt(buf[:512], b*512); err != nil || n != 512 || !bytes.Equal(buf[:512], data[b*512:(b+1)*512]) {
 			t.Fatalf("block %d beside the bad one: %d, %v", b, n, err)
 		}
+	}
+	if lines := strings.Split(strings.TrimSpace(log.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "data_block=4000") {
+		t.Fatalf("want one warning naming data block 4000 for two bad reads, got:\n%s", log.String())
 	}
 	var me *MismatchError
 	if err := Verify(d, h, 0, root, nil); !errors.As(err, &me) || me.Level != -1 || me.Block != bad {

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"log/slog"
 )
 
 // ReadSuperblock reads and checks the superblock at hashOffset.
@@ -35,6 +36,9 @@ type Options struct {
 	// HashReadahead is the number of consecutive hash blocks a Reader reads
 	// at once on a miss (default 16).
 	HashReadahead int
+	// Logger gets one warning per bad block a Reader finds (rate-limited);
+	// nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // params returns the tree's parameters: opts.Params or the superblock's.
