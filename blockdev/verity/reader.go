@@ -1,6 +1,7 @@
 package verity
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -218,14 +219,20 @@ func (r *Reader) hashBlock(level int, idx uint64) ([]byte, error) {
 		return nil, fmt.Errorf("read hash level %d block %d: %w", level, idx, err)
 	}
 	var got [64]byte
+	var first []byte
 	for i := idx; i < end; i++ {
-		block := buf[int(i-idx)*hbs : int(i-idx+1)*hbs : int(i-idx+1)*hbs]
+		// Each cached block gets its own copy: a slice of buf would keep
+		// the whole run in memory while any one of its blocks is cached.
+		block := bytes.Clone(buf[int(i-idx)*hbs : int(i-idx+1)*hbs])
 		want := r.root
 		if parent != nil {
 			want = g.entry(parent, i)
 		}
 		if subtle.ConstantTimeCompare(g.sum(got[:0], block), want) == 1 {
 			r.cache.put(blockKey{level, i}, block)
+			if i == idx {
+				first = block
+			}
 		} else if i == idx {
 			if parent == nil {
 				return nil, &MismatchError{Root: true}
@@ -233,7 +240,7 @@ func (r *Reader) hashBlock(level int, idx uint64) ([]byte, error) {
 			return nil, &MismatchError{Level: level, Block: idx}
 		}
 	}
-	return buf[:hbs:hbs], nil
+	return first, nil
 }
 
 // logEvery rate-limits the warnings about one block.

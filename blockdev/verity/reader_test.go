@@ -81,6 +81,27 @@ func TestVeritysetupFixture(t *testing.T) {
 	}
 }
 
+// TestLayoutTiB lays out the tree of a 1 TiB image: 2^28 data blocks, so
+// levels of 2^21, 2^14, 2^7 and 1 hash blocks after the superblock's block.
+func TestLayoutTiB(t *testing.T) {
+	o := FormatOptions{DataBlocks: 1 << 28, HashOffset: AppendedHashOffset(1<<40, 4096)}
+	p, err := o.Params(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lay, err := p.Layout()
+	want := Layout{Levels: 4, TreeOffset: 1<<40 + 4096, TreeBlocks: 1<<21 + 1<<14 + 1<<7 + 1}
+	want.HashDeviceSize = want.TreeOffset + int64(want.TreeBlocks)*4096
+	if err != nil || lay != want {
+		t.Fatalf("layout %+v, %v; want %+v", lay, err, want)
+	}
+	g, _ := newGeometry(p)
+	c := newBlockCache(g, 16<<20)
+	if c.pinFrom != 2 || c.max != 4096 {
+		t.Fatalf("a 1 TiB tree pins levels from %d (want 2: 129 blocks) and caches %d more blocks (want 4096)", c.pinFrom, c.max)
+	}
+}
+
 func TestAppendedLayout(t *testing.T) {
 	data := randomBytes(1, 1000*4096+123)
 	off := AppendedHashOffset(int64(len(data)), 4096)
@@ -119,6 +140,9 @@ func tamperTree(t *testing.T) ([]byte, *memFile, *memFile, *Params, []byte) {
 	d, h, p, root := newTree(t, bytes.Clone(data), FormatOptions{DataBlockSize: 512, HashBlockSize: 512})
 	return data, d, h, p, root
 }
+
+// quiet discards the warnings of tests that expect them.
+var quiet = &Options{Logger: slog.New(slog.DiscardHandler)}
 
 func wantEIO(t *testing.T, err error) {
 	t.Helper()
@@ -178,7 +202,7 @@ func TestTamperedHashBlocks(t *testing.T) {
 			idx = mid[level]
 		}
 		h.b[g.hashOffset(level, idx)+3*32+5] ^= 0x80 // the fourth child's digest
-		r, err := Open(d, h, 0, root, nil)
+		r, err := Open(d, h, 0, root, quiet)
 		if level == g.levels-1 {
 			if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "root hash") {
 				t.Fatalf("top level tampered: Open: %v", err)
@@ -211,7 +235,7 @@ func TestTamperedPadding(t *testing.T) {
 	if err := Verify(d, h, 0, root, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "padding") {
 		t.Fatalf("Verify: %v", err)
 	}
-	r, err := Open(d, h, 0, root, nil)
+	r, err := Open(d, h, 0, root, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
