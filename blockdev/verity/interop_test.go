@@ -3,7 +3,9 @@ package verity
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -184,4 +186,32 @@ func checkAccepts(t *testing.T, dataPath, hashPath string, hashOffset int64, roo
 	if got := readAll(t, r, 64<<10); !bytes.Equal(got, data) {
 		t.Fatalf("verified read differs from the data (%d vs %d bytes)", len(got), len(data))
 	}
+}
+
+// TestTamperAgreesWithVeritysetup: on a flipped data byte, veritysetup
+// verify and Verify name the same block, and Open's reader fails it with EIO.
+func TestTamperAgreesWithVeritysetup(t *testing.T) {
+	needVeritysetup(t)
+	dir := t.TempDir()
+	data := randomBytes(21, 300*4096)
+	path := writeFile(t, dir, "data", data)
+	hashPath := writeFile(t, dir, "hash", nil)
+	root := rootFrom(t, veritysetup(t, "format", path, hashPath))
+	data[123*4096+7] ^= 1
+	writeFile(t, dir, "data", data)
+	out, err := exec.Command("veritysetup", "verify", path, hashPath, hex.EncodeToString(root)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), fmt.Sprintf("Verification failed at position %d.", 123*4096)) {
+		t.Fatalf("veritysetup verify of tampered data: %v\n%s", err, out)
+	}
+	h := blockdev.Bytes(readFileT(t, hashPath))
+	var me *MismatchError
+	if err := Verify(blockdev.Bytes(data), h, 0, root, nil); !errors.As(err, &me) || me.Level != -1 || me.Block != 123 {
+		t.Fatalf("Verify: %v, want data block 123", err)
+	}
+	r, err := Open(blockdev.Bytes(data), h, 0, root, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.ReadAt(make([]byte, 4096), 123*4096)
+	wantEIO(t, err)
 }
