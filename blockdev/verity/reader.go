@@ -26,6 +26,8 @@ type Reader struct {
 	readahead uint64
 	log       *slog.Logger
 
+	bufs sync.Pool // of *[]byte of bufSize bytes, for unaligned reads
+
 	logMu  sync.Mutex
 	logged map[uint64]time.Time // data block -> last warning, to rate-limit
 }
@@ -136,7 +138,9 @@ func (r *Reader) ReadAtRun(p []byte, off, end int64) (int, error) {
 	last := (off + int64(len(p)) - 1) / bs
 	buf, direct := p, off%bs == 0 && int64(len(p))%bs == 0
 	if !direct {
-		buf = make([]byte, (last-first+1)*bs)
+		var release func()
+		buf, release = r.getBuf(int((last - first + 1) * bs))
+		defer release()
 	}
 	if end > 0 {
 		end = min(max(end, (last+1)*bs), size)
@@ -152,7 +156,9 @@ func (r *Reader) ReadAtRun(p []byte, off, end int64) (int, error) {
 	good := len(p)
 	if bad >= 0 {
 		good = int(max(min((first+int64(bad))*bs-off, int64(len(p))), 0))
-		r.warn(uint64(first)+uint64(bad), err)
+		if errors.Is(err, ErrMismatch) {
+			r.warn(uint64(first)+uint64(bad), err)
+		}
 	}
 	if !direct {
 		copy(p[:good], buf[off-first*bs:])
@@ -162,6 +168,24 @@ func (r *Reader) ReadAtRun(p []byte, off, end int64) (int, error) {
 		return good, fmt.Errorf("verity: %w", err)
 	}
 	return len(p), eof
+}
+
+// bufSize is the size of the pooled buffers for unaligned reads: a FUSE
+// read of up to 1 MiB plus the partial blocks at either end.
+func (r *Reader) bufSize() int { return 1<<20 + 2*int(r.g.p.DataBlockSize) }
+
+// getBuf returns a buffer of n bytes, pooled when n is at most bufSize,
+// and the function that returns it to the pool.
+func (r *Reader) getBuf(n int) ([]byte, func()) {
+	if n > r.bufSize() {
+		return make([]byte, n), func() {}
+	}
+	bp, _ := r.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, r.bufSize())
+		bp = &b
+	}
+	return (*bp)[:n], func() { r.bufs.Put(bp) }
 }
 
 // verifyBlocks checks the data blocks in buf, the first of which is block
