@@ -195,7 +195,7 @@ func TestPackManyFiles(t *testing.T) {
 	image := filepath.Join(tmp, "img")
 	opts := testOptions(src, image, []byte("k"))
 	opts.Headroom = "0" // so that the inode count, not spare space, decides
-	if err := Pack(testCtx(t), opts); err != nil {
+	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(image); err != nil || fi.Size() > HeaderSize+64<<20 {

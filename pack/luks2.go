@@ -57,7 +57,9 @@ func (k kdfParams) luksKDF() *luks.KDF {
 // luksHeader is everything before the data segment: both header copies and
 // the keyslots area, keyslotsOffset+keyslotsSize = dataOffset bytes.
 // volumeKey is the 64-byte aes-xts key of the data segment.
-func luksHeader(passphrase, volumeKey []byte, k kdfParams, label string) ([]byte, error) {
+// segmentSize is "dynamic" (to the end of the device) or the ext4's size in
+// bytes, when something (a verity tree) follows the data.
+func luksHeader(passphrase, volumeKey []byte, k kdfParams, label, segmentSize string) ([]byte, error) {
 	if len(volumeKey) != volumeKeySize {
 		return nil, fmt.Errorf("pack: volume key must be %d bytes", volumeKeySize)
 	}
@@ -81,7 +83,7 @@ func luksHeader(passphrase, volumeKey []byte, k kdfParams, label string) ([]byte
 			KDF: kdf,
 		}},
 		Tokens: map[string]json.RawMessage{},
-		Segments: map[string]*luks.Segment{"0": {Type: "crypt", Offset: dataOffset, Size: "dynamic",
+		Segments: map[string]*luks.Segment{"0": {Type: "crypt", Offset: dataOffset, Size: segmentSize,
 			IVTweak: 0, Encryption: cipherSpec, SectorSize: dataSectorSize}},
 		Digests: map[string]*luks.Digest{"0": {Type: "pbkdf2", Keyslots: []string{"0"}, Segments: []string{"0"},
 			Hash: afHash, Iterations: int64(k.DigestIter), Salt: digestSalt, Digest: digest}},

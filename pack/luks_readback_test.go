@@ -25,7 +25,7 @@ func TestReadBackWithLuks(t *testing.T) {
 	key := []byte("read back")
 	keyFile := writeKey(t, tmp, key)
 	image := filepath.Join(tmp, "img")
-	if err := Pack(testCtx(t), testOptions(dir, image, key)); err != nil {
+	if _, err := Pack(testCtx(t), testOptions(dir, image, key)); err != nil {
 		t.Fatal(err)
 	}
 	plain := decryptWithNode(t, image, dumpVolumeKey(t, image, keyFile))

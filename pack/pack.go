@@ -59,6 +59,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chestfs/chestfs/blockdev/luks"
+	"github.com/chestfs/chestfs/blockdev/verity"
 	"github.com/chestfs/chestfs/xts"
 )
 
@@ -120,6 +121,21 @@ type Options struct {
 	TempDir string
 	// Mkfs is the mkfs.ext4 program; default found in PATH, /usr/sbin, /sbin.
 	Mkfs string
+	// Verity appends a dm-verity hash tree over the encrypted image (LUKS
+	// header included; veritysetup's --hash-offset layout) and gives the
+	// LUKS2 data segment a fixed size, so that cryptsetup and the kernel
+	// see the same volume as without the tree. The root hash is in Result.
+	Verity bool
+}
+
+// Result is what Pack made.
+type Result struct {
+	// Size of the image in bytes, the tree included.
+	Size int64
+	// VerityRoot is the tree's root hash (nil without Options.Verity).
+	VerityRoot []byte
+	// Verity is the tree's parameters (nil without Options.Verity).
+	Verity *verity.Params
 }
 
 // ErrNoSpace is wrapped when DIR does not fit the requested Size.
@@ -134,17 +150,17 @@ var (
 // Pack builds IMAGE from DIR as described in the package comment. On any
 // failure, including ctx being cancelled, neither IMAGE nor a temporary
 // file is left behind.
-func Pack(ctx context.Context, opts Options) error {
+func Pack(ctx context.Context, opts Options) (*Result, error) {
 	job, err := prepare(opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prog := newProgress(opts.Progress)
 	defer prog.finish()
 
 	ext4File, err := os.CreateTemp(job.tmpDir, ".chestfs-pack-*.ext4")
 	if err != nil {
-		return fmt.Errorf("pack: temporary file: %w", err)
+		return nil, fmt.Errorf("pack: temporary file: %w", err)
 	}
 	ext4Path := ext4File.Name()
 	defer os.Remove(ext4Path)
@@ -152,20 +168,26 @@ func Pack(ctx context.Context, opts Options) error {
 
 	ext4Size, err := job.buildExt4(ctx, ext4Path, prog)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := fixInodes(ctx, ext4Path, ext4Size, job.dir, job.dirInfo, opts.Owner); err != nil {
-		return err
+		return nil, err
 	}
 
 	volumeKey := randBytes(volumeKeySize)
 	defer clear(volumeKey)
 	prog.step("writing LUKS2 header")
-	hdr, err := luksHeader(opts.Key, volumeKey, job.kdf, opts.Label)
-	if err != nil {
-		return err
+	segmentSize := "dynamic"
+	if opts.Verity {
+		segmentSize = strconv.FormatInt(ext4Size, 10)
 	}
-	return writeImage(ctx, opts.Image, opts.Overwrite, hdr, ext4Path, ext4Size, volumeKey, prog)
+	hdr, err := luksHeader(opts.Key, volumeKey, job.kdf, opts.Label, segmentSize)
+	if err != nil {
+		return nil, err
+	}
+	img := imageJob{path: opts.Image, overwrite: opts.Overwrite, hdr: hdr, ext4Path: ext4Path, ext4Size: ext4Size,
+		volumeKey: volumeKey, verity: opts.Verity}
+	return img.write(ctx, prog)
 }
 
 // job is a validated Options with what Pack derived from it.
@@ -380,7 +402,21 @@ func runMkfs(ctx context.Context, mkfs, dir, path string, size, inodes int64) er
 
 // writeImage writes header and encrypted ext4 into a temporary file beside
 // image and renames it into place.
-func writeImage(ctx context.Context, image string, overwrite bool, hdr []byte, ext4Path string, ext4Size int64, volumeKey []byte, prog *progress) (err error) {
+// imageJob is the image to write: the LUKS2 header, the ext4 to encrypt
+// behind it, and optionally the verity tree after both.
+type imageJob struct {
+	path      string
+	overwrite bool
+	hdr       []byte
+	ext4Path  string
+	ext4Size  int64
+	volumeKey []byte
+	verity    bool
+}
+
+// write writes the image under a temporary name and publishes it.
+func (j imageJob) write(ctx context.Context, prog *progress) (res *Result, err error) {
+	image, overwrite, hdr, ext4Size := j.path, j.overwrite, j.hdr, j.ext4Size
 	dir, base := filepath.Split(image)
 	if dir == "" {
 		dir = "."
@@ -388,13 +424,13 @@ func writeImage(ctx context.Context, image string, overwrite bool, hdr []byte, e
 	var out *os.File
 	for range 100 {
 		tmp := filepath.Join(dir, "."+base+".tmp-"+fmt.Sprintf("%x", randBytes(6)))
-		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		out, err = os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if !errors.Is(err, fs.ErrExist) {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("pack: create image: %w", err)
+		return nil, fmt.Errorf("pack: create image: %w", err)
 	}
 	tmp := out.Name()
 	defer func() {
@@ -403,35 +439,58 @@ func writeImage(ctx context.Context, image string, overwrite bool, hdr []byte, e
 			os.Remove(tmp)
 		}
 	}()
-	src, err := os.Open(ext4Path)
+	src, err := os.Open(j.ext4Path)
 	if err != nil {
-		return fmt.Errorf("pack: %w", err)
+		return nil, fmt.Errorf("pack: %w", err)
 	}
 	defer src.Close()
 	if _, err := out.WriteAt(hdr, 0); err != nil {
-		return fmt.Errorf("pack: write image: %w", err)
+		return nil, fmt.Errorf("pack: write image: %w", err)
 	}
 	prog.start("encrypting", ext4Size)
-	if err := encryptStream(ctx, src, out, ext4Size, volumeKey, prog); err != nil {
-		return err
+	if err := encryptStream(ctx, src, out, ext4Size, j.volumeKey, prog); err != nil {
+		return nil, err
 	}
 	prog.done()
+	res = &Result{Size: dataOffset + ext4Size}
+	if j.verity {
+		if err := appendVerity(out, res, prog); err != nil {
+			return nil, err
+		}
+	}
 	if err := out.Sync(); err != nil {
-		return fmt.Errorf("pack: sync image: %w", err)
+		return nil, fmt.Errorf("pack: sync image: %w", err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("pack: close image: %w", err)
+		return nil, fmt.Errorf("pack: close image: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := publish(tmp, image, overwrite); err != nil {
-		return err
+		return nil, err
 	}
 	if d, err := os.Open(dir); err == nil { // make the rename durable
 		d.Sync()
 		d.Close()
 	}
+	return res, nil
+}
+
+// appendVerity writes a dm-verity tree over the image's res.Size bytes right
+// after them (veritysetup format --hash-offset=SIZE --data-blocks=SIZE/4096).
+func appendVerity(f *os.File, res *Result, prog *progress) error {
+	prog.step("writing the dm-verity hash tree")
+	off := verity.AppendedHashOffset(res.Size, verityBlockSize)
+	p, root, err := verity.Format(f, f, verity.FormatOptions{HashOffset: off, DataBlocks: uint64(off / verityBlockSize)})
+	if err != nil {
+		return fmt.Errorf("pack: verity: %w", err)
+	}
+	l, err := p.Layout()
+	if err != nil {
+		return fmt.Errorf("pack: verity: %w", err)
+	}
+	res.Size, res.VerityRoot, res.Verity = l.HashDeviceSize, root, p
 	return nil
 }
 
@@ -524,5 +583,8 @@ func encryptStream(ctx context.Context, src io.ReaderAt, dst io.WriterAt, n int6
 	}
 	return ctx.Err()
 }
+
+// verityBlockSize is the data and hash block size of pack's trees, veritysetup's default.
+const verityBlockSize = 4096
 
 func roundUp(v, to int64) int64 { return (v + to - 1) / to * to }

@@ -37,7 +37,7 @@ func TestPackCryptsetup(t *testing.T) {
 	}
 	opts := testOptions(dir, image, key)
 	opts.Label = "chestfs-test"
-	if err := Pack(testCtx(t), opts); err != nil {
+	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := os.ReadDir(filepath.Dir(image)); len(ents) != 1 {
@@ -97,7 +97,7 @@ func TestPackPBKDF2Sidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	image := filepath.Join(tmp, "img")
-	if err := Pack(testCtx(t), Options{Dir: dir, Image: image, Key: key, PBKDF: "pbkdf2", Iterations: 1000, Size: 64 << 20}); err != nil {
+	if _, err := Pack(testCtx(t), Options{Dir: dir, Image: image, Key: key, PBKDF: "pbkdf2", Iterations: 1000, Size: 64 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(image); err != nil || fi.Size() != 64<<20 {
@@ -128,7 +128,7 @@ func TestPackOwner(t *testing.T) {
 	owner := &[2]uint32{123456, 65537} // both need the high 16 bits
 	opts := testOptions(dir, image, key)
 	opts.Owner = owner
-	if err := Pack(testCtx(t), opts); err != nil {
+	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
 	plain := decryptWithNode(t, image, dumpVolumeKey(t, image, keyFile))
@@ -223,7 +223,7 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper process for TestPackAsNobody")
 	}
 	opts := testOptions(os.Getenv("CHESTFS_PACK_DIR"), os.Getenv("CHESTFS_PACK_IMAGE"), []byte(os.Getenv("CHESTFS_PACK_KEY")))
-	if err := Pack(testCtx(t), opts); err != nil {
+	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("packed as uid %d\n", os.Getuid())
@@ -293,7 +293,8 @@ func TestPackFailureLeavesNothing(t *testing.T) {
 			opts := testOptions(dir, filepath.Join(out, "img"), key)
 			opts.TempDir = out
 			tc.edit(&opts, cancel)
-			check(tc.name, Pack(ctx, opts), tc.want)
+			_, err := Pack(ctx, opts)
+			check(tc.name, err, tc.want)
 			if names := leftovers(t, out); len(names) != 0 {
 				t.Errorf("left behind: %v", names)
 			}
@@ -306,7 +307,8 @@ func TestPackFailureLeavesNothing(t *testing.T) {
 		if err := os.WriteFile(image, []byte("precious"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		check("image exists", Pack(testCtx(t), testOptions(dir, image, key)), fs.ErrExist)
+		_, err := Pack(testCtx(t), testOptions(dir, image, key))
+		check("image exists", err, fs.ErrExist)
 		if b, _ := os.ReadFile(image); string(b) != "precious" {
 			t.Errorf("existing image changed")
 		}
@@ -315,7 +317,7 @@ func TestPackFailureLeavesNothing(t *testing.T) {
 		}
 		opts := testOptions(dir, image, key)
 		opts.Overwrite = true
-		if err := Pack(testCtx(t), opts); err != nil {
+		if _, err := Pack(testCtx(t), opts); err != nil {
 			t.Fatal(err)
 		}
 		if b, _ := os.ReadFile(image); len(b) < HeaderSize || !bytes.HasPrefix(b, []byte("LUKS\xba\xbe")) {

@@ -57,7 +57,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 	opts := testOptions(dir, filepath.Join(tmp, "img"), []byte("k"))
 	opts.Progress = slave
-	if err := Pack(testCtx(t), opts); err != nil {
+	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
 	slave.Close()
@@ -75,7 +75,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 	defer plain.Close()
 	opts.Image, opts.Progress = filepath.Join(tmp, "img2"), plain
-	if err := Pack(testCtx(t), opts); err != nil {
+	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := plain.Stat(); fi.Size() != 0 {

@@ -24,6 +24,10 @@ type KeyBlob struct {
 	Authority     Endpoint       `json:"authority"`
 	AKV           Endpoint       `json:"akv"`
 	KeyDerivation *KeyDerivation `json:"key_derivation,omitempty"`
+	// VerityRootHash (hex) pins the image to one dm-verity tree, a chestfs
+	// extension the sidecar ignores. Where the key blob is part of an
+	// attested configuration, it pins one exact image version.
+	VerityRootHash string `json:"verity_root_hash,omitempty"`
 }
 
 // Endpoint is an Azure Attestation or Key Vault endpoint: a host[:port] or an

@@ -89,6 +89,10 @@ type verityConfig struct {
 	RootHash []byte
 	// HashSource is a separate hash file or blob; empty means the tree follows the data.
 	HashSource string
+	// HashOffset is where the tree's superblock is, when HashOffsetGiven;
+	// otherwise it is found after the data (or at 0 in HashSource).
+	HashOffset      int64
+	HashOffsetGiven bool
 	// Require refuses to open an image without a verified tree.
 	Require bool
 }

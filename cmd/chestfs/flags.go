@@ -77,6 +77,7 @@ func openFlags() []cli.Flag {
 	f = append(f, releaseFlags()...)
 	f = append(f, volumeFlags()...)
 	f = append(f, sourceFlags()...)
+	f = append(f, verityFlags()...)
 	return f
 }
 
@@ -98,7 +99,10 @@ func openConfigFrom(c *cli.Context, source string) (openConfig, error) {
 		return cfg, err
 	}
 	cfg.Volume = volumeConfigFrom(c)
-	return cfg, nil
+	if cfg.Verity, err = verityConfigFrom(c); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.rootFromKeyBlob()
 }
 
 // sourceConfigFrom parses the blob-reading flags.

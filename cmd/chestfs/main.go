@@ -19,6 +19,7 @@ func commands() []*cli.Command {
 		mountCommand(), sidecarCommand(),
 		lsCommand(), catCommand(), extractCommand(), decryptCommand(), inspectCommand(),
 		packCommand(), uploadCommand(),
+		verityCommand(),
 		mockKMSCommand(), importKeyCommand(),
 	}
 }

@@ -54,7 +54,7 @@ func (o *opened) encrypted() bool { return o.vol != nil && o.vol != blockdev.Vol
 // command: source (file or blob, cached), LUKS header, key, volume, ext4.
 // A source with no LUKS header and no key is read as an unencrypted image.
 func open(ctx context.Context, cfg openConfig, want openWant) (*opened, error) {
-	src, closers, err := openSource(ctx, cfg.Source)
+	src, closers, err := openSource(ctx, cfg.Source, cfg.Verity)
 	if err != nil {
 		return nil, err
 	}
@@ -170,9 +170,32 @@ func openExt4(vol blockdev.Volume, encrypted bool) (*ext4.FS, error) {
 	return fsys, err
 }
 
-// openSource opens a local path or an Azure Blob URL. Blobs get a chunk cache
-// in front; the closers release them in reverse order.
-func openSource(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Closer, error) {
+// openSource opens the ciphertext: a local file or an Azure blob, checked
+// against its dm-verity tree when a root hash is given, and for blobs a chunk
+// cache on top (so that each fetched block is hashed once and the cache
+// holds only verified bytes). The closers release them in reverse order.
+func openSource(ctx context.Context, s sourceConfig, v verityConfig) (blockdev.Source, []io.Closer, error) {
+	raw, closers, err := openRaw(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	src, vc, err := openVerified(ctx, raw, s, v)
+	if err != nil {
+		closeReverse(closers)
+		return nil, nil, err
+	}
+	closers = append(closers, vc...)
+	if !blobsrc.IsURL(s.Path) {
+		return src, closers, nil
+	}
+	ch := cache.New(src, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead, FetchBytes: s.FetchBytes})
+	slog.Debug("blob cache", "bytes", s.CacheBytes)
+	// The cache logs its own figures when closed (--debug).
+	return ch, append(closers, ch), nil
+}
+
+// openRaw opens a local path or an Azure Blob URL as it is stored.
+func openRaw(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Closer, error) {
 	if !blobsrc.IsURL(s.Path) {
 		f, err := blockdev.OpenFile(s.Path)
 		if err != nil {
@@ -188,8 +211,12 @@ func openSource(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Clos
 	if err != nil {
 		return nil, nil, err
 	}
-	ch := cache.New(b, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead, FetchBytes: s.FetchBytes})
-	slog.Debug("blob opened", "url", b.URL(), "type", b.Type(), "etag", b.ETag(), "size", b.Size(), "cache", s.CacheBytes)
-	// The cache logs its own figures when closed (--debug).
-	return ch, []io.Closer{b, ch}, nil
+	slog.Debug("blob opened", "url", b.URL(), "type", b.Type(), "etag", b.ETag(), "size", b.Size())
+	return b, []io.Closer{b}, nil
+}
+
+func closeReverse(closers []io.Closer) {
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i].Close()
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -34,6 +35,8 @@ func packCommand() *cli.Command {
 			&cli.StringFlag{Name: "owner", Usage: "own every file as `UID:GID`"},
 			&cli.StringFlag{Name: "label", Usage: "LUKS2 label"},
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing IMAGE"},
+			&cli.BoolFlag{Name: "verity", Usage: "append a dm-verity hash tree over the encrypted image and print its root hash (give it to --verity-root)"},
+			&cli.StringFlag{Name: "verity-root-file", Usage: "with --verity: also write the root hash to `FILE`"},
 		},
 		Action: packCmd,
 	}
@@ -86,6 +89,7 @@ func packCmd(c *cli.Context) error {
 		Iterations: c.Int("iterations"), MemoryKiB: c.Int("pbkdf-memory"), Parallel: c.Int("pbkdf-parallel"),
 		Label:     c.String("label"),
 		Overwrite: c.Bool("force"),
+		Verity:    c.Bool("verity") || c.IsSet("verity-root-file"),
 		Progress:  os.Stderr,
 	}
 	if s := c.String("size"); s != "" {
@@ -100,7 +104,17 @@ func packCmd(c *cli.Context) error {
 	}
 	ctx, stop := signalContext(c.Context)
 	defer stop()
-	return pack.Pack(ctx, opts)
+	res, err := pack.Pack(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if res.VerityRoot != nil {
+		fmt.Printf("verity root hash: %x\n", res.VerityRoot)
+		if path := c.String("verity-root-file"); path != "" {
+			return os.WriteFile(path, []byte(hex.EncodeToString(res.VerityRoot)+"\n"), 0o644)
+		}
+	}
+	return nil
 }
 
 func uploadCmd(c *cli.Context) error {

@@ -22,6 +22,8 @@ func sidecarCommand() *cli.Command {
 			Usage: "the sidecar's configuration: base64 of {\"azure_filesystems\":[...]} (default: $EncfsSideCarArgs)"},
 	}
 	flags = append(flags, serveFlags()...)
+	flags = append(flags, &cli.BoolFlag{Name: "require-verity", Category: "Integrity",
+		Usage: "refuse a filesystem without verity_root_hash (in its entry or its key blob)"})
 	flags = append(flags, releaseFlags()...)
 	flags = append(flags, sourceFlags()...)
 	return &cli.Command{
@@ -48,6 +50,7 @@ type sidecarFS struct {
 	Key             *skr.KeyBlob       `json:"key"`
 	KeyDerivation   *skr.KeyDerivation `json:"key_derivation"`
 	RawKey          string             `json:"raw_key"`
+	VerityRootHash  string             `json:"verity_root_hash"`
 	DMVerity        json.RawMessage    `json:"dm_verity"`
 }
 
@@ -127,7 +130,9 @@ func sidecarCmd(c *cli.Context) error {
 	}
 	specs := make([]mountSpec, len(cfg.AzureFilesystems))
 	for i, f := range cfg.AzureFilesystems {
-		specs[i] = f.mountSpec(src, rel, auth)
+		if specs[i], err = f.mountSpec(src, rel, auth, c.Bool("require-verity")); err != nil {
+			return err
+		}
 	}
 	return serve(c.Context, specs, serveOptionsFrom(c))
 }
@@ -135,7 +140,7 @@ func sidecarCmd(c *cli.Context) error {
 // mountSpec turns one azure_filesystems entry into what serve mounts: the
 // shared source and release settings, the entry's URL, credential mode and
 // key. auth, when set, overrides the mode the entry implies.
-func (f sidecarFS) mountSpec(src sourceConfig, rel releaseConfig, auth string) mountSpec {
+func (f sidecarFS) mountSpec(src sourceConfig, rel releaseConfig, auth string, requireVerity bool) (mountSpec, error) {
 	src.Path = f.AzureURL
 	switch {
 	case auth != "":
@@ -155,9 +160,16 @@ func (f sidecarFS) mountSpec(src sourceConfig, rel releaseConfig, auth string) m
 		}
 		key = keyConfig{Kind: keyRelease, Blob: &blob}
 	}
-	return mountSpec{
-		Config:     openConfig{Source: src, Key: key, Release: rel},
-		Mountpoint: f.MountPoint,
-		Create:     true,
+	cfg := openConfig{Source: src, Key: key, Release: rel, Verity: verityConfig{Require: requireVerity}}
+	if f.VerityRootHash != "" {
+		root, err := parseRootHash(f.VerityRootHash)
+		if err != nil {
+			return mountSpec{}, fmt.Errorf("%s: verity_root_hash: %w", f.MountPoint, err)
+		}
+		cfg.Verity.RootHash = root
 	}
+	if err := cfg.rootFromKeyBlob(); err != nil {
+		return mountSpec{}, fmt.Errorf("%s: %w", f.MountPoint, err)
+	}
+	return mountSpec{Config: cfg, Mountpoint: f.MountPoint, Create: true}, nil
 }
