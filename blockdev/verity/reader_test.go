@@ -421,3 +421,26 @@ func TestFormatFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFormatAppended(t *testing.T) {
+	data := randomBytes(23, 1000*4096+123)
+	f := &memFile{b: bytes.Clone(data)}
+	p, root, err := FormatAppended(f, int64(len(data)), FormatOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := AppendedSize(int64(len(data)), FormatOptions{})
+	if err != nil || size != f.Size() {
+		t.Fatalf("AppendedSize %d (%v), file of %d bytes", size, err, f.Size())
+	}
+	r, err := Open(f, f, p.HashOffset, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, r, 1<<20); !bytes.Equal(got[:len(data)], data) || !bytes.Equal(got[len(data):], make([]byte, len(got)-len(data))) {
+		t.Fatal("verified read of FormatAppended's image differs from the zero-padded data")
+	}
+	if _, _, err := FormatAppended(f, int64(len(data)), FormatOptions{DataBlocks: 5}); err == nil || !strings.Contains(err.Error(), "appended") {
+		t.Fatalf("inconsistent data blocks: %v", err)
+	}
+}
