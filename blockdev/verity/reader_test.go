@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -48,6 +49,10 @@ func TestVeritysetupSuperblock(t *testing.T) {
 	info.WriteText(&got, "hash")
 	if want := string(readFileT(t, "testdata/veritysetup-sb.dump")); got.String() != want {
 		t.Fatalf("dump:\n%s\nveritysetup:\n%s", got.String(), want)
+	}
+	js, err := json.Marshal(info)
+	if err != nil || !strings.Contains(string(js), `"hash_algorithm":"sha256"`) || !strings.Contains(string(js), `"hash_blocks":4`) {
+		t.Fatalf("JSON %s, %v", js, err)
 	}
 	u, err := ParseUUID(UUIDString(p.UUID))
 	if err != nil || u != p.UUID {
