@@ -36,6 +36,28 @@ func (o FormatOptions) Params(dataSize int64) (*Params, error) {
 }
 
 func (o FormatOptions) resolve(dataSize int64) (*Params, error) {
+	p := o.defaults(dataSize)
+	switch {
+	case o.NoSalt:
+		p.Salt = nil
+	case p.Salt == nil:
+		p.Salt = make([]byte, 32)
+		if _, err := rand.Read(p.Salt); err != nil {
+			return nil, fmt.Errorf("salt: %w", err)
+		}
+	}
+	if p.UUID == ([16]byte{}) {
+		if _, err := rand.Read(p.UUID[:]); err != nil {
+			return nil, fmt.Errorf("uuid: %w", err)
+		}
+		p.UUID[6] = p.UUID[6]&0x0f | 0x40 // version 4
+		p.UUID[8] = p.UUID[8]&0x3f | 0x80 // RFC 4122 variant
+	}
+	return p, p.check()
+}
+
+// defaults fills in veritysetup's defaults, but neither salt nor UUID.
+func (o FormatOptions) defaults(dataSize int64) *Params {
 	p := &Params{
 		HashType:      1,
 		Algorithm:     o.Algorithm,
@@ -62,23 +84,65 @@ func (o FormatOptions) resolve(dataSize int64) (*Params, error) {
 	if p.DataBlocks == 0 && dataSize >= 0 && checkBlockSize("data", p.DataBlockSize) == nil {
 		p.DataBlocks = uint64(dataSize) / uint64(p.DataBlockSize)
 	}
-	switch {
-	case o.NoSalt:
-		p.Salt = nil
-	case p.Salt == nil:
-		p.Salt = make([]byte, 32)
-		if _, err := rand.Read(p.Salt); err != nil {
-			return nil, fmt.Errorf("salt: %w", err)
+	return p
+}
+
+// appended sets o up for a tree appended to an image of dataSize bytes.
+func (o FormatOptions) appended(dataSize int64) (FormatOptions, error) {
+	bs := o.DataBlockSize
+	if bs == 0 {
+		bs = 4096
+	}
+	if err := checkBlockSize("data", bs); err != nil {
+		return o, err
+	}
+	if dataSize <= 0 {
+		return o, fmt.Errorf("image of %d bytes", dataSize)
+	}
+	off := AppendedHashOffset(dataSize, bs)
+	if (o.DataBlocks != 0 && o.DataBlocks != uint64(off)/uint64(bs)) || (o.HashOffset != 0 && o.HashOffset != off) {
+		return o, fmt.Errorf("data blocks %d and hash offset %d given for a tree appended to %d bytes (%d blocks of %d bytes at %d)", o.DataBlocks, o.HashOffset, dataSize, off/int64(bs), bs, off)
+	}
+	o.DataBlocks, o.HashOffset, o.NoSuperblock = uint64(off)/uint64(bs), off, false
+	return o, nil
+}
+
+// AppendedSize is the size of an image of dataSize bytes with its tree
+// appended (as FormatAppended writes it): what pack sizes the file to.
+func AppendedSize(dataSize int64, o FormatOptions) (int64, error) {
+	o, err := o.appended(dataSize)
+	if err != nil {
+		return 0, prefix(err)
+	}
+	g, err := newGeometry(o.defaults(dataSize))
+	if err != nil {
+		return 0, prefix(err)
+	}
+	return g.layout().HashDeviceSize, nil
+}
+
+// ReadWriterAt is a file that can be read and written at offsets, such as an *os.File.
+type ReadWriterAt interface {
+	io.ReaderAt
+	io.WriterAt
+}
+
+// FormatAppended appends a tree to the image of dataSize bytes at the start
+// of f, as `veritysetup format IMG IMG --data-blocks=B --hash-offset=B*bs`
+// does: the image is padded with zeros to whole data blocks, which the tree
+// covers, the superblock goes at the padded size and the tree after it.
+// o.DataBlocks and o.HashOffset may be left zero.
+func FormatAppended(f ReadWriterAt, dataSize int64, o FormatOptions) (*Params, []byte, error) {
+	o, err := o.appended(dataSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("verity: format: %w", err)
+	}
+	if pad := o.HashOffset - dataSize; pad > 0 {
+		if _, err := f.WriteAt(make([]byte, pad), dataSize); err != nil {
+			return nil, nil, fmt.Errorf("verity: format: pad the image to whole blocks: %w", err)
 		}
 	}
-	if p.UUID == ([16]byte{}) {
-		if _, err := rand.Read(p.UUID[:]); err != nil {
-			return nil, fmt.Errorf("uuid: %w", err)
-		}
-		p.UUID[6] = p.UUID[6]&0x0f | 0x40 // version 4
-		p.UUID[8] = p.UUID[8]&0x3f | 0x80 // RFC 4122 variant
-	}
-	return p, p.check()
+	return Format(f, f, o)
 }
 
 type sizer interface{ Size() int64 }

@@ -215,3 +215,28 @@ func TestTamperAgreesWithVeritysetup(t *testing.T) {
 	_, err = r.ReadAt(make([]byte, 4096), 123*4096)
 	wantEIO(t, err)
 }
+
+// TestFormatAppendedVeritysetup: an image whose size is not a whole number
+// of blocks gets its tree appended; veritysetup verifies it, dumps it as we
+// do, and the file has the size AppendedSize promised.
+func TestFormatAppendedVeritysetup(t *testing.T) {
+	needVeritysetup(t)
+	dir := t.TempDir()
+	data := randomBytes(22, 77*4096+1000)
+	path := writeFile(t, dir, "img", data)
+	f, err := openRW(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, root, err := FormatAppended(f, int64(len(data)), FormatOptions{Algorithm: "sha512"})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := AppendedSize(int64(len(data)), FormatOptions{Algorithm: "sha512"})
+	if err != nil || int64(len(readFileT(t, path))) != want || p.HashOffset != 78*4096 || p.DataBlocks != 78 {
+		t.Fatalf("file of %d bytes, AppendedSize %d (%v), params %+v", len(readFileT(t, path)), want, err, p)
+	}
+	veritysetup(t, "verify", path, path, hex.EncodeToString(root), fmt.Sprintf("--hash-offset=%d", p.HashOffset))
+	checkDump(t, path, p.HashOffset)
+}

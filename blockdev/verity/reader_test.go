@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -48,6 +49,10 @@ func TestVeritysetupSuperblock(t *testing.T) {
 	info.WriteText(&got, "hash")
 	if want := string(readFileT(t, "testdata/veritysetup-sb.dump")); got.String() != want {
 		t.Fatalf("dump:\n%s\nveritysetup:\n%s", got.String(), want)
+	}
+	js, err := json.Marshal(info)
+	if err != nil || !strings.Contains(string(js), `"hash_algorithm":"sha256"`) || !strings.Contains(string(js), `"hash_blocks":4`) {
+		t.Fatalf("JSON %s, %v", js, err)
 	}
 	u, err := ParseUUID(UUIDString(p.UUID))
 	if err != nil || u != p.UUID {
@@ -419,5 +424,28 @@ func TestFormatFile(t *testing.T) {
 	defer hf.Close()
 	if err := Verify(f, hf, 0, root, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFormatAppended(t *testing.T) {
+	data := randomBytes(23, 1000*4096+123)
+	f := &memFile{b: bytes.Clone(data)}
+	p, root, err := FormatAppended(f, int64(len(data)), FormatOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := AppendedSize(int64(len(data)), FormatOptions{})
+	if err != nil || size != f.Size() {
+		t.Fatalf("AppendedSize %d (%v), file of %d bytes", size, err, f.Size())
+	}
+	r, err := Open(f, f, p.HashOffset, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, r, 1<<20); !bytes.Equal(got[:len(data)], data) || !bytes.Equal(got[len(data):], make([]byte, len(got)-len(data))) {
+		t.Fatal("verified read of FormatAppended's image differs from the zero-padded data")
+	}
+	if _, _, err := FormatAppended(f, int64(len(data)), FormatOptions{DataBlocks: 5}); err == nil || !strings.Contains(err.Error(), "appended") {
+		t.Fatalf("inconsistent data blocks: %v", err)
 	}
 }

@@ -28,7 +28,8 @@ func readSuperblock(hash io.ReaderAt, hashOffset int64) (*Params, error) {
 // Options are the parameters of Verify and Open beyond the devices.
 type Options struct {
 	// Params describes a tree without superblock (veritysetup
-	// --no-superblock); nil reads the superblock at the hash offset.
+	// --no-superblock; its HashOffset and NoSuperblock are ignored: the tree
+	// starts at the hash offset given); nil reads the superblock there.
 	Params *Params
 	// CacheBytes bounds the memory for verified hash blocks in a Reader
 	// (default 16 MiB; the top levels are kept besides).
@@ -82,6 +83,9 @@ func Verify(data, hash io.ReaderAt, hashOffset int64, root []byte, opts *Options
 	}
 	if s, ok := hash.(sizer); ok && s.Size() < g.layout().HashDeviceSize {
 		return errorf(ErrFormat, "verity: verify: hash device of %d bytes is too short for the tree (needs %d): truncated", s.Size(), g.layout().HashDeviceSize)
+	}
+	if s, ok := data.(sizer); ok && s.Size() < p.DataSize() {
+		return errorf(ErrFormat, "verity: verify: the tree covers %d blocks of %d bytes (%d bytes) but the image has %d bytes: a tree made for another image", p.DataBlocks, p.DataBlockSize, p.DataSize(), s.Size())
 	}
 	c := &treeChecker{g: g, src: hash, stored: make([][]byte, g.levels), first: make([]uint64, g.levels)}
 	got, err := g.build(data, c.check)
