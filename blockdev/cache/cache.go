@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"syscall"
 
 	"github.com/chestfs/chestfs/blockdev"
 )
@@ -278,6 +279,17 @@ func (c *Cache) ReadAtRun(p []byte, off, end int64) (int, error) {
 	n := 0
 	for idx := first; idx <= last; idx++ {
 		e, err := c.acquire(idx)
+		if errors.Is(err, syscall.EIO) {
+			// Part of the chunk failed its integrity check (a verity
+			// mismatch below the cache): read just these bytes around it,
+			// so that one bad block fails only the reads that need it.
+			m, err := c.readAround(p[n:min(int64(len(p)), (idx+1)*c.chunk-off)], off+int64(n))
+			n += m
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
 		if err != nil {
 			return n, err
 		}
@@ -286,6 +298,14 @@ func (c *Cache) ReadAtRun(p []byte, off, end int64) (int, error) {
 		c.release(e)
 	}
 	return n, eof
+}
+
+// readAround reads p at off straight from the source, uncached.
+func (c *Cache) readAround(p []byte, off int64) (int, error) {
+	if c.ctxSrc != nil {
+		return c.ctxSrc.ReadAtContext(c.ctx, p, off)
+	}
+	return c.src.ReadAt(p, off)
 }
 
 func (c *Cache) chunkLen(idx int64) int64 {

@@ -20,6 +20,7 @@ var blockSizes = []uint32{4096, 512, 1024, 2048}
 // that covers exactly the bytes before it.
 func LocateAppended(img io.ReaderAt, size int64, digestSize int) (int64, error) {
 	seen := map[int64]bool{}
+	var bad error // a superblock found where one belongs, but unreadable
 	for _, bs := range blockSizes {
 		for _, alg := range algorithmsOfSize(digestSize) {
 			off, ok := appendedOffset(size, bs, alg)
@@ -31,7 +32,13 @@ func LocateAppended(img io.ReaderAt, size int64, digestSize int) (int64, error) 
 			if err == nil && p.DataBlockSize == bs && int64(p.DataBlocks)*int64(bs) == off {
 				return off, nil
 			}
+			if err != nil && bad == nil && hasSignature(img, off) {
+				bad = err
+			}
 		}
+	}
+	if bad != nil {
+		return 0, prefix(bad)
 	}
 	return 0, errorf(ErrFormat, "verity: no hash tree appended to the image (no superblock right after the data it covers); give --verity-hash for a separate tree")
 }
@@ -72,3 +79,10 @@ func appendedOffset(size int64, bs uint32, alg string) (int64, bool) {
 	return int64(lo) * int64(bs), true
 }
 
+
+// hasSignature reports whether a verity superblock signature is at off.
+func hasSignature(img io.ReaderAt, off int64) bool {
+	b := make([]byte, len(Signature))
+	_, err := img.ReadAt(b, off)
+	return err == nil && [8]byte(b) == Signature
+}

@@ -64,4 +64,14 @@ func TestVectorReadsVerified(t *testing.T) {
 	if _, err := c.ReadAt(buf, 192<<10); err == nil {
 		t.Fatal("through the cache: the tampered chunk read without error")
 	}
+	// Only the bad block fails: the rest of its chunk still reads.
+	small := make([]byte, 512)
+	for _, at := range []int64{192 << 10, (192 << 10) + 4096, (192 << 10) + 5120} {
+		if n, err := c.ReadAt(small, at); err != nil || n != 512 || !bytes.Equal(small, data[at:at+512]) {
+			t.Errorf("good block at %d in the tampered chunk: %d, %v", at, n, err)
+		}
+	}
+	if _, err := c.ReadAt(small, (192<<10)+4608); err == nil {
+		t.Error("the tampered block read through the cache")
+	}
 }

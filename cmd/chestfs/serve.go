@@ -53,9 +53,14 @@ func serve(ctx context.Context, specs []mountSpec, opts serveOptions) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
 
-	mounts, err := setUp(ctx, specs, opts, sig)
+	mounts, early, err := setUp(ctx, specs, opts, sig)
 	if err != nil {
 		return err
+	}
+	if early != nil { // a signal as the last mount came up
+		slog.Info("unmounting", "signal", early.String())
+		tearDown(mounts, sig, nil)
+		return nil
 	}
 	done := make(chan struct{})
 	go func() {
@@ -75,40 +80,45 @@ func serve(ctx context.Context, specs []mountSpec, opts serveOptions) error {
 	return nil
 }
 
-// setUp opens and mounts the specs in order; a failure or a signal undoes
-// the mounts made so far.
-func setUp(ctx context.Context, specs []mountSpec, opts serveOptions, sig <-chan os.Signal) ([]mounted, error) {
+// setUp opens and mounts the specs in order; a failure, or a signal before
+// the last mount is made, undoes the mounts made so far. A signal that
+// arrives once every mount is up is returned, for serve to shut down on.
+func setUp(ctx context.Context, specs []mountSpec, opts serveOptions, sig <-chan os.Signal) ([]mounted, os.Signal, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var got os.Signal // written before cancel, read after ctx.Err()
+	caught := make(chan os.Signal, 1)
 	stop := make(chan struct{})
-	defer close(stop)
 	go func() {
 		select {
 		case s := <-sig:
-			got = s
+			caught <- s
 			cancel()
 		case <-stop:
 		}
+		close(caught)
 	}()
 	var mounts []mounted
-	for _, spec := range specs {
+	for i, spec := range specs {
 		m, err := mountOne(ctx, spec, opts)
-		if err == nil && ctx.Err() != nil {
-			unmountNow(m)
+		if err == nil {
+			mounts = append(mounts, m)
+			slog.Info("mounted", "source", displaySource(spec.Config.Source.Path), "mountpoint", m.mp)
+			if ctx.Err() == nil || i == len(specs)-1 {
+				continue
+			}
+		}
+		if err == nil {
 			err = ctx.Err()
 		}
-		if err != nil {
-			tearDown(mounts, nil, nil)
-			if ctx.Err() != nil && got != nil {
-				return nil, fmt.Errorf("interrupted by %s while setting up %s", got, spec.Mountpoint)
-			}
-			return nil, fmt.Errorf("%s: %w", spec.Mountpoint, err)
+		tearDown(mounts, nil, nil)
+		close(stop)
+		if s, ok := <-caught; ok {
+			return nil, nil, fmt.Errorf("interrupted by %s while setting up %s", s, spec.Mountpoint)
 		}
-		mounts = append(mounts, m)
-		slog.Info("mounted", "source", displaySource(spec.Config.Source.Path), "mountpoint", m.mp)
+		return nil, nil, fmt.Errorf("%s: %w", spec.Mountpoint, err)
 	}
-	return mounts, nil
+	close(stop)
+	return mounts, <-caught, nil
 }
 
 // mountOne checks the mountpoint, opens the image and mounts it.
@@ -198,14 +208,6 @@ func unmountGracefully(m mounted, sig <-chan os.Signal) bool {
 	}
 	lazyUnmount(m.mp)
 	return false
-}
-
-// unmountNow undoes one mount made during an interrupted setup.
-func unmountNow(m mounted) {
-	if err := m.srv.Unmount(); err != nil {
-		lazyUnmount(m.mp)
-	}
-	m.o.Close()
 }
 
 func closeAll(mounts []mounted) {
