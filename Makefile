@@ -6,7 +6,7 @@ PKGS      := ./...
 TESTIMG   ?= $(CURDIR)/.testimg
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build setup setup-apt setup-npm demo demo-keyfile test vet fuzz bench bench-xts bench-mount bench-blob bench-pack testdata clean
+.PHONY: all build setup setup-apt setup-npm demo demo-keyfile test vet fuzz bench bench-xts bench-verity bench-mount bench-blob bench-pack testdata clean
 
 all: build
 
@@ -51,6 +51,10 @@ bench:
 
 bench-xts:
 	./xts/bench.sh
+
+# The dm-verity tree check (go test -bench) beside `openssl speed -evp sha256`, in one run.
+bench-verity:
+	./blockdev/verity/bench.sh
 
 # A >= 256 MiB file read through a real mount of a blob behind 10 ms of
 # latency, against the Azure sidecar's reader and parallel ranged GETs.

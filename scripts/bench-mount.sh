@@ -2,8 +2,10 @@
 # bench-mount: sequential read of a large file through `chestfs mount` (FUSE,
 # userspace LUKS2 + ext4) against the kernel reading the plaintext image
 # through a loop mount, in the same run, page caches dropped before each read.
-# Also times `ls -l` of a 100k-entry directory on both, and prints
-# `openssl speed -evp aes-256-xts` for context.
+# Also times `ls -l` of a 100k-entry directory on both, the same read
+# through a mount that checks every block against a dm-verity tree (ratio
+# to the mount without), and prints `openssl speed -evp aes-256-xts` for
+# context.
 #
 # The LUKS2 image follows the Azure sidecar's recipe (aes-xts-plain64, 512-bit
 # key, 4096-byte sectors, pbkdf2) and is made by cryptsetup itself: the kernel
@@ -32,16 +34,18 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/chestfs-bench.XXXXXX")
 FMNT=$WORK/fuse
+VMNT=$WORK/verity
 KMNT=$WORK/kernel
-mkdir -p "$FMNT" "$KMNT"
-MOUNT_PID=
+mkdir -p "$FMNT" "$VMNT" "$KMNT"
+MOUNT_PIDS=
 cleanup() {
 	set +e
-	if [ -n "$MOUNT_PID" ]; then
-		kill -TERM "$MOUNT_PID" 2>/dev/null
-		wait "$MOUNT_PID" 2>/dev/null
-	fi
+	for p in $MOUNT_PIDS; do
+		kill -TERM "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
 	grep -qs " $FMNT " /proc/self/mountinfo && umount -l "$FMNT"
+	grep -qs " $VMNT " /proc/self/mountinfo && umount -l "$VMNT"
 	grep -qs " $KMNT " /proc/self/mountinfo && umount "$KMNT"
 	# mount -o loop sets autoclear; detach anything left on our image anyway.
 	for l in $(losetup -j "$WORK/plain.img" -O NAME -n 2>/dev/null); do losetup -d "$l"; done
@@ -77,21 +81,33 @@ cryptsetup reencrypt --encrypt --type luks2 --batch-mode --reduce-device-size 32
 	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$WORK/key" "$WORK/luks.img" >/dev/null
 
 echo "== mounting: kernel loop mount of the plaintext, chestfs mount of the LUKS2 image"
+echo "== a copy with a dm-verity tree appended (chestfs verity format)"
+cp "$WORK/luks.img" "$WORK/luksv.img"
+"$BIN" verity format --root-hash-file "$WORK/root" "$WORK/luksv.img" >/dev/null
+
+# chestfs_mount MOUNTPOINT ARGS...: start `chestfs mount` and wait until it serves.
+chestfs_mount() {
+	local mp=$1 pid i=0
+	shift
+	"$BIN" mount "$@" "$mp" 2>>"$WORK/mount.log" &
+	pid=$!
+	MOUNT_PIDS="$MOUNT_PIDS $pid"
+	until grep -qs " $mp " /proc/self/mountinfo; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "bench-mount: chestfs mount failed:" >&2
+			cat "$WORK/mount.log" >&2
+			exit 1
+		fi
+		i=$((i + 1))
+		[ $i -lt 600 ] || { echo "bench-mount: chestfs mount not ready after 60 s" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+echo "== mounting: kernel loop mount of the plaintext, chestfs mount of the LUKS2 image (and with --verity-root)"
 mount -o loop,ro "$WORK/plain.img" "$KMNT"
-"$BIN" mount --key-file "$WORK/key" "$WORK/luks.img" "$FMNT" 2>"$WORK/mount.log" &
-MOUNT_PID=$!
-i=0
-until grep -qs " $FMNT " /proc/self/mountinfo; do
-	if ! kill -0 "$MOUNT_PID" 2>/dev/null; then
-		MOUNT_PID=
-		echo "bench-mount: chestfs mount failed:" >&2
-		cat "$WORK/mount.log" >&2
-		exit 1
-	fi
-	i=$((i + 1))
-	[ $i -lt 600 ] || { echo "bench-mount: chestfs mount not ready after 60 s" >&2; exit 1; }
-	sleep 0.1
-done
+chestfs_mount "$FMNT" --key-file "$WORK/key" "$WORK/luks.img"
+chestfs_mount "$VMNT" --key-file "$WORK/key" --verity-root "$(cat "$WORK/root")" "$WORK/luksv.img"
 FDEV=$(stat -c '%d' "$FMNT")
 echo "   fuse readahead: $(cat /sys/class/bdi/$((FDEV >> 8)):$((FDEV & 255))/read_ahead_kb 2>/dev/null || echo '?') KiB;" \
 	"loop readahead: $(cat /sys/class/bdi/$(stat -c '%d' "$KMNT" | awk '{ printf "%d:%d", int($1 / 256), $1 % 256 }')/read_ahead_kb 2>/dev/null || echo '?') KiB"
@@ -112,20 +128,23 @@ readfile() {
 echo "== sequential read of a $((BYTES >> 20)) MiB file, caches dropped before each ($REPS repetitions, interleaved)"
 # median N...: the middle value (the lower middle for an even count).
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-fall=() kall=()
+fall=() kall=() vall=()
 for r in $(seq 1 "$REPS"); do
 	f=$(readfile "$FMNT/big")
+	v=$(readfile "$VMNT/big")
 	k=$(readfile "$KMNT/big")
-	printf '   rep %d: chestfs %6s MB/s   kernel %6s MB/s\n' "$r" "$f" "$k"
+	printf '   rep %d: chestfs %6s MB/s   chestfs+verity %6s MB/s   kernel %6s MB/s\n' "$r" "$f" "$v" "$k"
 	fall+=("$f")
+	vall+=("$v")
 	kall+=("$k")
 done
 # Medians: other work on the machine makes single repetitions swing widely.
 FUSE_MBPS=$(median "${fall[@]}")
 KERN_MBPS=$(median "${kall[@]}")
+VER_MBPS=$(median "${vall[@]}")
 
 echo "== checking that both mounts read the same bytes"
-cmp "$FMNT/big" "$KMNT/big" && echo "   identical"
+cmp "$FMNT/big" "$KMNT/big" && cmp "$VMNT/big" "$KMNT/big" && echo "   identical"
 
 if [ "$FILES" -gt 0 ]; then
 	# lsdir PATH: drop caches (cold) or not (warm), ls -l, print seconds.
@@ -152,3 +171,5 @@ openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null | tail -1 |
 echo "== result"
 printf '   median of %d: chestfs mount %d MB/s   kernel loop mount (plaintext) %d MB/s   ratio %s (target >= 0.5)\n' "$REPS" \
 	"$FUSE_MBPS" "$KERN_MBPS" "$(awk -v f="$FUSE_MBPS" -v k="$KERN_MBPS" 'BEGIN { printf "%.2f", f / k }')"
+printf '   median of %d: chestfs mount with verity %d MB/s   without %d MB/s   ratio %s (target >= 0.85)\n' "$REPS" \
+	"$VER_MBPS" "$FUSE_MBPS" "$(awk -v v="$VER_MBPS" -v f="$FUSE_MBPS" 'BEGIN { printf "%.2f", v / f }')"
