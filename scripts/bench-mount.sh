@@ -80,7 +80,6 @@ cryptsetup reencrypt --encrypt --type luks2 --batch-mode --reduce-device-size 32
 	--cipher aes-xts-plain64 --key-size 512 --sector-size 4096 \
 	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$WORK/key" "$WORK/luks.img" >/dev/null
 
-echo "== mounting: kernel loop mount of the plaintext, chestfs mount of the LUKS2 image"
 echo "== a copy with a dm-verity tree appended (chestfs verity format)"
 cp "$WORK/luks.img" "$WORK/luksv.img"
 "$BIN" verity format --root-hash-file "$WORK/root" "$WORK/luksv.img" >/dev/null

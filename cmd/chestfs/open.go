@@ -171,9 +171,11 @@ func openExt4(vol blockdev.Volume, encrypted bool) (*ext4.FS, error) {
 }
 
 // openSource opens the ciphertext: a local file or an Azure blob, checked
-// against its dm-verity tree when a root hash is given, and for blobs a chunk
-// cache on top (so that each fetched block is hashed once and the cache
-// holds only verified bytes). The closers release them in reverse order.
+// against its dm-verity tree when a root hash is given, and a chunk cache on
+// top for blobs and verified sources: each block is then hashed once per
+// fetch, in the cache's readahead workers beside the reads it serves, and
+// the cache holds only verified bytes. The closers release them in reverse
+// order.
 func openSource(ctx context.Context, s sourceConfig, v verityConfig) (blockdev.Source, []io.Closer, error) {
 	raw, closers, err := openRaw(ctx, s)
 	if err != nil {
@@ -185,7 +187,7 @@ func openSource(ctx context.Context, s sourceConfig, v verityConfig) (blockdev.S
 		return nil, nil, err
 	}
 	closers = append(closers, vc...)
-	if !blobsrc.IsURL(s.Path) {
+	if !blobsrc.IsURL(s.Path) && v.RootHash == nil {
 		return src, closers, nil
 	}
 	ch := cache.New(src, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead, FetchBytes: s.FetchBytes})
