@@ -72,7 +72,7 @@ func open(r io.ReaderAt, size int64) (*FS, error) {
 		return nil, err
 	}
 	if !f.sb.incompat(incompatRecover) {
-		return f, nil
+		return f, f.checkJournal()
 	}
 	o, err := f.replayJournal()
 	if err != nil {
