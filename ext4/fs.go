@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 )
 
@@ -26,6 +27,8 @@ type FS struct {
 	mu     sync.Mutex
 	blocks lru // block number -> []byte (metadata blocks)
 	inodes lru // inode number -> *inode
+
+	warned map[string]bool // warnOnce keys, under mu
 
 	statfsOnce sync.Once
 	statfs     Statfs
@@ -249,6 +252,25 @@ func (f *FS) decodeGroup(g uint64, b []byte) groupDesc {
 		d.bad = fmt.Errorf("%w: group %d inode table at block %d", ErrCorrupt, g, d.bgInodeTable)
 	}
 	return d
+}
+
+// maxWarned bounds warnOnce's memory; past it, warnings are dropped.
+const maxWarned = 1024
+
+// warnOnce logs a warning about damage the first time key is seen.
+func (f *FS) warnOnce(key, msg string, args ...any) {
+	f.mu.Lock()
+	if f.warned == nil {
+		f.warned = map[string]bool{}
+	}
+	seen := f.warned[key] || len(f.warned) >= maxWarned
+	if !seen {
+		f.warned[key] = true
+	}
+	f.mu.Unlock()
+	if !seen {
+		slog.Warn(msg, args...)
+	}
 }
 
 // readDev reads one whole block straight from the device.

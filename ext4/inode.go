@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io/fs"
@@ -205,7 +206,32 @@ func (f *FS) decodeInode(ino uint64, b []byte) (*inode, error) {
 		e, ok = extra(iCrtimeExtraOff)
 		in.crtime = decodeTime(le32(iCrtimeOff), e, ok)
 	}
+	if in.fileType() == syscall.S_IFLNK && f.isFastSymlink(in) {
+		// The kernel's iget refuses a fast symlink whose target is not
+		// exactly i_size bytes up to a NUL: stat fails (EUCLEAN).
+		n := bytes.IndexByte(in.iBlock[:], 0)
+		if in.iSize == 0 || in.iSize >= uint64(len(in.iBlock)) || uint64(n) != in.iSize {
+			return nil, fmt.Errorf("%w: invalid fast symlink length %d", ErrCorrupt, in.iSize)
+		}
+	}
 	return in, nil
+}
+
+// isFastSymlink is ext4_inode_is_fast_symlink: the target lies in i_block.
+// Without ea_inode, a symlink is fast when it owns no blocks besides an
+// xattr block; with it, when its size fits i_block.
+func (f *FS) isFastSymlink(in *inode) bool {
+	if f.sb.incompat(incompatEAInode) {
+		return in.iSize != 0 && in.iSize < uint64(len(in.iBlock))
+	}
+	if in.iFlags&flagInlineData != 0 {
+		return false
+	}
+	var ea uint64
+	if in.iFileACL != 0 {
+		ea = f.bs << (f.sb.sLogClusterSize - f.sb.sLogBlockSize) >> 9
+	}
+	return in.iBlocks == ea
 }
 
 // verifyInode checks the metadata_csum inode checksum (see inodeChecksum).
