@@ -120,9 +120,6 @@ func (f *FS) inodePos(ino uint64) (uint64, error) {
 	g := (ino - 1) / uint64(f.sb.sInodesPerGroup)
 	idx := (ino - 1) % uint64(f.sb.sInodesPerGroup)
 	gd := &f.groups[g]
-	if gd.bad != nil {
-		return 0, gd.bad
-	}
 	return gd.bgInodeTable*f.bs + idx*uint64(f.sb.sInodeSize), nil
 }
 
