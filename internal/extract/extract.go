@@ -85,27 +85,37 @@ func (e *IncompleteError) Unwrap() error { return e.First }
 // maxLine bounds the text of one reported cause.
 const maxLine = 512
 
-// quoteName quotes a path as strconv.Quote does, cut to maxLine bytes.
+// quoteName quotes a path as strconv.Quote does, cut to about maxLine
+// bytes of output.
 func quoteName(p string) string {
-	if len(p) > maxLine {
-		return strconv.Quote(p[:maxLine]) + "..."
+	q, cut := quoteCut(p)
+	if cut {
+		return q + "..."
 	}
-	return strconv.Quote(p)
+	return q
 }
 
-// printable escapes what strconv.Quote escapes, without the quotes, and
-// cuts the text to maxLine bytes.
+// printable escapes what strconv.Quote escapes, without the quotes, cut
+// to about maxLine bytes of output.
 func printable(s string) string {
-	cut := len(s) > maxLine
-	if cut {
-		s = s[:maxLine]
-	}
-	q := strconv.Quote(s)
+	q, cut := quoteCut(s)
 	q = strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
 	if cut {
 		q += "..."
 	}
 	return q
+}
+
+// quoteCut quotes the longest prefix of s (halving) whose quoted form
+// fits maxLine bytes.
+func quoteCut(s string) (string, bool) {
+	n := len(s)
+	q := strconv.Quote(s)
+	for len(q) > maxLine {
+		n /= 2
+		q = strconv.Quote(s[:n])
+	}
+	return q, n < len(s)
 }
 
 // cause describes err without the paths and link targets that the os
