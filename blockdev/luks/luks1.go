@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/chestfs/chestfs/blockdev"
 )
@@ -75,19 +76,28 @@ func readLUKS1(src blockdev.Source) (*Header, error) {
 			Stripes:            binary.BigEndian.Uint32(kb[44:48]),
 		}
 	}
+	// A key slot in any state but active is disabled, as for cryptsetup
+	// (LUKS_keyslot_info); it is not refused.
+	if !luks1Hashes[strings.ToLower(p.HashSpec)] {
+		return nil, fmt.Errorf("%w: luks1: requested LUKS hash %q is not supported", ErrCorrupt, p.HashSpec)
+	}
 	if p.KeyBytes == 0 || p.KeyBytes > 1024 {
 		return nil, fmt.Errorf("%w: luks1: keyBytes %d", ErrCorrupt, p.KeyBytes)
-	}
-	for i, k := range p.KeyBlocks {
-		if k.Active != luks1KeyActive && k.Active != luks1KeyDisabled {
-			return nil, fmt.Errorf("%w: luks1: key slot %d has state 0x%08x", ErrCorrupt, i, k.Active)
-		}
 	}
 	if err := checkLUKS1Keyslots(p, uint64(src.Size())); err != nil {
 		return nil, err
 	}
 	return &Header{Version: 1, UUID: p.UUID, V1: p}, nil
 }
+
+// luks1Hashes are the hashes cryptsetup's crypto backend knows with a
+// digest of at least 20 bytes (LUKS_DIGESTSIZE), the hashSpec values
+// LUKS_read_phdr accepts; names are compared without case, as the backend
+// does. Those this package does not implement are refused at unlock as
+// unsupported.
+var luks1Hashes = map[string]bool{"sha1": true, "sha224": true, "sha256": true, "sha384": true, "sha512": true,
+	"sha512-256": true, "ripemd160": true, "whirlpool": true, "sha3-224": true, "sha3-256": true, "sha3-384": true,
+	"sha3-512": true, "blake2b-512": true, "blake2s-256": true, "sm3": true}
 
 // afAreaSize is the on-disk size of an AF split, rounded up to 512 bytes.
 func afAreaSize(keySize, stripes int) uint64 {

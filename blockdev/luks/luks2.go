@@ -3,7 +3,6 @@ package luks
 import (
 	"bytes"
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -83,11 +82,12 @@ func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, co
 	}
 	c := &luks2Copy{bin: h}
 	js, err := splitJSONArea(jsonArea)
+	var top jobj
 	if err == nil {
-		err = validateMetadata(js, h.HdrSize)
+		top, err = validateMetadata(js, h.HdrSize)
 	}
 	if err == nil {
-		c.md, err = parseMetadata(js, h.HdrSize)
+		c.md, err = parseMetadata(top, h.HdrSize)
 	}
 	if err != nil {
 		return c, copyObsolete, fmt.Errorf("%w: header at %d: %v", ErrCorrupt, off, err)
@@ -184,72 +184,24 @@ func readLUKS2(src blockdev.Source) (*Header, error) {
 	return h, nil
 }
 
-// parseMetadata decodes and sanity-checks the JSON area; its errors
-// describe corruption (the caller wraps them in ErrCorrupt). It does not refuse
-// unsupported features (ReadHeader must still show such headers); Unlock does.
-func parseMetadata(js []byte, hdrSize uint64) (*Metadata, error) {
-	var md Metadata
-	if err := json.Unmarshal(js, &md); err != nil {
-		return nil, fmt.Errorf("JSON metadata: %v", err)
-	}
-	if md.Keyslots == nil || md.Segments == nil || md.Digests == nil {
-		return nil, fmt.Errorf("JSON metadata lacks keyslots, segments or digests")
-	}
+// parseMetadata builds the Metadata of a validated JSON tree and checks
+// that it describes a JSON area of the copy's size (cryptsetup's
+// hdr_validate_json_size); its errors describe corruption (the caller wraps
+// them in ErrCorrupt). It does not refuse unsupported features (ReadHeader
+// must still show such headers); Unlock does.
+func parseMetadata(top jobj, hdrSize uint64) (*Metadata, error) {
+	md := metadataFrom(top)
 	if uint64(md.Config.JSONSize) != hdrSize-BinaryHeaderSize {
 		return nil, fmt.Errorf("config.json_size %d does not match hdr_size %d", md.Config.JSONSize, hdrSize)
 	}
-	areaStart := 2 * hdrSize
-	areaEnd := areaStart + uint64(md.Config.KeyslotsSize)
-	if areaEnd < areaStart {
-		return nil, fmt.Errorf("config.keyslots_size %d overflows", md.Config.KeyslotsSize)
-	}
-	for id, ks := range md.Keyslots {
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("keyslot %q: %v", id, err)
-		}
-		if ks == nil {
-			return nil, fmt.Errorf("keyslot %s is null", id)
-		}
-		if ks.Area != nil {
-			end := uint64(ks.Area.Offset) + uint64(ks.Area.Size)
-			if end < uint64(ks.Area.Offset) || uint64(ks.Area.Offset) < areaStart || end > areaEnd {
-				return nil, fmt.Errorf("keyslot %s area [%d,+%d) outside the keyslots area [%d,%d)",
-					id, ks.Area.Offset, ks.Area.Size, areaStart, areaEnd)
-			}
-		}
-	}
-	for id, s := range md.Segments {
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("segment %q: %v", id, err)
-		}
-		if s == nil {
-			return nil, fmt.Errorf("segment %s is null", id)
-		}
-		if s.Size != "dynamic" {
-			if _, err := strconv.ParseUint(s.Size, 10, 64); err != nil {
-				return nil, fmt.Errorf("segment %s size %q", id, s.Size)
-			}
-		}
-	}
-	for id, d := range md.Digests {
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("digest %q: %v", id, err)
-		}
-		if d == nil {
-			return nil, fmt.Errorf("digest %s is null", id)
-		}
-	}
-	return &md, nil
+	return md, nil
 }
 
-// checkID accepts the decimal object names LUKS2 uses for keyslots,
-// segments and digests.
-func checkID(id string) error {
+// canonicalID reports whether id is a decimal number as cryptsetup
+// prints it ("%u"), the only form it looks keyslots and segments up by.
+func canonicalID(id string) bool {
 	n, err := strconv.ParseUint(id, 10, 31)
-	if err != nil || strconv.FormatUint(n, 10) != id {
-		return fmt.Errorf("not a decimal id")
-	}
-	return nil
+	return err == nil && strconv.FormatUint(n, 10) == id
 }
 
 // sortedIDs returns a map's decimal keys in numeric order.

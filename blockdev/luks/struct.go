@@ -238,6 +238,8 @@ type KDF struct {
 	Memory     int64  `json:"memory,omitempty"`
 	CPUs       int64  `json:"cpus,omitempty"`
 	Salt       []byte `json:"salt"`
+
+	bad bool // the salt did not decode; the keyslot cannot be opened
 }
 
 type Segment struct {
@@ -259,6 +261,8 @@ type Digest struct {
 	Iterations int64    `json:"iterations,omitempty"`
 	Salt       []byte   `json:"salt,omitempty"`
 	Digest     []byte   `json:"digest,omitempty"`
+
+	bad bool // the salt or digest did not decode
 }
 
 type Config struct {
