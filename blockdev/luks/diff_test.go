@@ -132,7 +132,7 @@ func diffOne(t *testing.T, dir string, b *diffBase, img []byte) diffResult {
 	must(t, os.WriteFile(keyFile, b.key, 0o600))
 	write := func() { must(t, os.WriteFile(path, img, 0o600)) }
 	write()
-	csOK, _ := cs(t, "luksDump", path)
+	csOK, csText := cs(t, "luksDump", path)
 	src := bytesSource(img)
 	h, err := ReadHeader(src)
 	switch {
@@ -142,6 +142,9 @@ func diffOne(t *testing.T, dir string, b *diffBase, img []byte) diffResult {
 		return diffResult{disagree, fmt.Sprintf("luksDump accepts: %v, ReadHeader: %v", csOK, err)}
 	case !csOK:
 		return diffResult{agreeRefuse, ""}
+	}
+	if d := compareText(h, csText); d != "" {
+		return diffResult{disagree, d}
 	}
 	if !diffCheap(h) {
 		return diffResult{agreeAccept, "KDF too costly to compare unlocking"}
@@ -166,6 +169,29 @@ func diffOne(t *testing.T, dir string, b *diffBase, img []byte) diffResult {
 		return diffResult{disagree, d}
 	}
 	return diffResult{agreeAccept, "both unlock"}
+}
+
+var chestfsNotes = regexp.MustCompile(`(?m)^(Header copy|Warning): .*\n`)
+
+// compareText checks WriteText against luksDump's text (without the
+// notes chestfs adds on damaged copies).
+func compareText(h *Header, want string) string {
+	var out bytes.Buffer
+	if err := h.WriteText(&out); err != nil {
+		return "WriteText: " + err.Error()
+	}
+	want = regexp.MustCompile(`LUKS header information for \S+`).ReplaceAllString(want, "LUKS header information")
+	got := chestfsNotes.ReplaceAllString(out.String(), "")
+	if got == want {
+		return ""
+	}
+	gl, wl := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := range min(len(gl), len(wl)) {
+		if gl[i] != wl[i] {
+			return fmt.Sprintf("text line %d: %q, luksDump %q", i+1, gl[i], wl[i])
+		}
+	}
+	return "text lengths differ"
 }
 
 // diffCheap reports whether unlocking h costs both sides little.

@@ -147,4 +147,3 @@ func (h *Header) JSON() ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

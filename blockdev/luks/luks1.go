@@ -55,16 +55,18 @@ func readLUKS1(src blockdev.Source) (*Header, error) {
 		return nil, fmt.Errorf("luks1: header: %w", err)
 	}
 	p := &PHDR{
-		Version:            binary.BigEndian.Uint16(b[6:8]),
-		CipherName:         cString(b[8:40]),
-		CipherMode:         cString(b[40:72]),
-		HashSpec:           cString(b[72:104]),
+		Version: binary.BigEndian.Uint16(b[6:8]),
+		// As in cryptsetup, each string ends at the field's last byte at
+		// the latest.
+		CipherName:         cString(b[8:39]),
+		CipherMode:         cString(b[40:71]),
+		HashSpec:           cString(b[72:103]),
 		PayloadOffset:      binary.BigEndian.Uint32(b[104:108]),
 		KeyBytes:           binary.BigEndian.Uint32(b[108:112]),
 		MKDigest:           append([]byte(nil), b[112:132]...),
 		MKDigestSalt:       append([]byte(nil), b[132:164]...),
 		MKDigestIterations: binary.BigEndian.Uint32(b[164:168]),
-		UUID:               cString(b[168:208]),
+		UUID:               cString(b[168:207]),
 	}
 	for i := range p.KeyBlocks {
 		kb := b[luks1KeyblockBase+i*luks1KeyblockSize:]
