@@ -146,4 +146,3 @@ func (h *Header) JSON() ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
-
