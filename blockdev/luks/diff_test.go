@@ -9,9 +9,19 @@ package luks
 // (`luksDump --dump-json-metadata`), and decrypt the data to the plaintext
 // written under the base header.
 //
-// Deliberate differences, counted apart: chestfs refuses with
-// ErrUnsupported what it cannot read faithfully (hashes, ciphers and
-// features it does not implement) even where cryptsetup accepts.
+// Deliberate differences, counted apart (and logged):
+//   - chestfs refuses with ErrUnsupported what it cannot read faithfully:
+//     hashes, ciphers, KDFs and segment types it does not implement, even
+//     where cryptsetup accepts them;
+//   - cryptsetup 2.6 skips the volume key digest check when the digest
+//     cannot be computed (no "digest" field, a hash name its backend
+//     resolves to something, such as "56") and then accepts any passphrase,
+//     giving a wrong volume key; chestfs refuses the keyslot.
+//
+// Known differences the mutations do not reach: JSON that json-c's
+// non-strict tokener tolerates beyond comments (single quotes, trailing
+// commas, NaN, literals in any case) is refused by chestfs; cryptsetup
+// never writes it.
 
 import (
 	"bytes"
