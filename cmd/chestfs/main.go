@@ -16,7 +16,7 @@ import (
 // commands lists every command; each is defined in the file that implements it.
 func commands() []*cli.Command {
 	return []*cli.Command{
-		mountCommand(), sidecarCommand(),
+		mountCommand(), runCommand(), sidecarCommand(), unmountCommand(),
 		lsCommand(), catCommand(), extractCommand(), decryptCommand(), inspectCommand(),
 		packCommand(), uploadCommand(),
 		verityCommand(),
@@ -56,9 +56,16 @@ func main() {
 		slog.Warn("could not harden the process against memory reads", "err", err)
 	}
 	if err := newApp().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "chestfs: "+oneLine(err))
 		var ec cli.ExitCoder
-		if errors.As(err, &ec) && ec.ExitCode() != 0 {
+		isExit := errors.As(err, &ec) && ec.ExitCode() != 0
+		switch msg := oneLine(err); {
+		case isExit && msg == "": // the command said why already (run: the command's own status)
+		case strings.HasPrefix(msg, "chestfs: "):
+			fmt.Fprintln(os.Stderr, msg)
+		default:
+			fmt.Fprintln(os.Stderr, "chestfs: "+msg)
+		}
+		if isExit {
 			os.Exit(ec.ExitCode())
 		}
 		os.Exit(1)

@@ -27,11 +27,13 @@ func sidecarCommand() *cli.Command {
 	flags = append(flags, releaseFlags()...)
 	flags = append(flags, sourceFlags()...)
 	return &cli.Command{
-		Name:  "sidecar",
-		Usage: "mount every filesystem of the Azure encfs sidecar's configuration, read-only, as the sidecar would",
+		Name:      "sidecar",
+		ArgsUsage: "[-- CMD [ARGS...]]",
+		Usage:     "mount every filesystem of the Azure encfs sidecar's configuration, read-only, as the sidecar would",
 		Description: "Reads the configuration the confidential-sidecar-containers encfs image takes (EncfsSideCarArgs),\n" +
 			"releases each key (or takes raw_key, the sidecar's test mode), and mounts each image at its\n" +
-			"mount_point. Runs in the foreground; SIGINT/SIGTERM unmount everything.",
+			"mount_point. Runs in the foreground; SIGINT/SIGTERM/SIGHUP unmount everything. With -- CMD, runs\n" +
+			"CMD once every filesystem serves and unmounts when it exits, as chestfs run does.",
 		Flags:  flags,
 		Action: sidecarCmd,
 	}
@@ -109,9 +111,6 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 }
 
 func sidecarCmd(c *cli.Context) error {
-	if c.NArg() != 0 {
-		return errors.New("usage: chestfs sidecar [--config BASE64]")
-	}
 	cfg, err := parseSidecarConfig(c.String("config"))
 	if err != nil {
 		return err
@@ -134,7 +133,23 @@ func sidecarCmd(c *cli.Context) error {
 			return err
 		}
 	}
-	return serve(c.Context, specs, serveOptionsFrom(c))
+	opts, err := serveOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	if run := c.Args().Slice(); len(run) > 0 {
+		if run[0] == "--" {
+			run = run[1:]
+		}
+		opts.Run = run
+	}
+	if c.Bool("daemon") {
+		if opts.Run != nil {
+			return errors.New("sidecar: --daemon does not go with a command to run")
+		}
+		return daemonize()
+	}
+	return serve(c.Context, specs, opts)
 }
 
 // mountSpec turns one azure_filesystems entry into what serve mounts: the
