@@ -62,11 +62,11 @@ func (b *Blob) ctxError(ctx context.Context, tries int, last error) error {
 
 // progress is what one try has received so far; the stall watch reads it.
 type progress struct {
-	headers atomic.Bool
-	bytes   atomic.Int64
+	headersAt atomic.Int64 // UnixNano of the answer; 0: none yet
+	bytes     atomic.Int64
 }
 
-func (p *progress) answered() { p.headers.Store(true) }
+func (p *progress) answered() { p.headersAt.CompareAndSwap(0, time.Now().UnixNano()) }
 
 type countReader struct {
 	r io.Reader
@@ -86,16 +86,18 @@ type stallError struct{ msg string }
 func (e *stallError) Error() string { return e.msg }
 
 // watch abandons the try (through abandon) when no answer came within
-// StallTimeout, or then when a StallTimeout brought fewer than MinRate bytes
-// per second. The returned func stops the watch.
+// StallTimeout, or when the body then brought fewer than MinRate bytes per
+// second over a stretch of at least half a StallTimeout. The returned func
+// stops the watch.
 func (b *Blob) watch(p *progress, abandon context.CancelCauseFunc) func() {
 	st := b.o.StallTimeout
 	if st <= 0 {
 		return func() {}
 	}
-	minBytes := max(b.o.MinRate*int64(st)/int64(time.Second), 1)
 	var mu sync.Mutex
-	stopped, body, last := false, false, int64(0)
+	stopped := false
+	var since time.Time // start of the body stretch being measured
+	last := int64(0)
 	var t *time.Timer
 	mu.Lock()
 	defer mu.Unlock()
@@ -105,20 +107,23 @@ func (b *Blob) watch(p *progress, abandon context.CancelCauseFunc) func() {
 		if stopped {
 			return
 		}
-		n := p.bytes.Load()
-		switch {
-		case !p.headers.Load():
+		now, n := time.Now(), p.bytes.Load()
+		at := p.headersAt.Load()
+		if at == 0 {
 			abandon(&stallError{fmt.Sprintf("no answer within %v (stalled connection)", st)})
 			return
-		case !body:
-			// The first full stretch of body starts now.
-			body = true
-		case n-last < minBytes:
-			abandon(&stallError{fmt.Sprintf("body stalled: %d bytes in %v", n-last, st)})
-			return
 		}
-		last = n
-		t.Reset(st)
+		if since.IsZero() {
+			since = time.Unix(0, at)
+		}
+		if span := now.Sub(since); span >= st/2 {
+			if float64(n-last) < float64(max(b.o.MinRate, 1))*span.Seconds() {
+				abandon(&stallError{fmt.Sprintf("body stalled: %d bytes in %v", n-last, span.Round(time.Millisecond))})
+				return
+			}
+			since, last = now, n
+		}
+		t.Reset(st / 2)
 	})
 	return func() {
 		mu.Lock()
