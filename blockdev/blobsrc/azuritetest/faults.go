@@ -26,6 +26,7 @@ const (
 	Drip                       // the body at Fault.Rate bytes per second
 	Reset                      // headers and half the body, then a TCP reset (RST)
 	Short                      // headers and half the body, then a clean close: fewer bytes than Content-Length
+	Delay                      // forward it after Fault.Delay (a slow but working request)
 )
 
 // Fault is one fault to inject.
@@ -34,6 +35,7 @@ type Fault struct {
 	Status     int    // for Status: 500, 503, 429...
 	RetryAfter string // for Status: the Retry-After header, if any
 	Rate       int64  // for Drip: bytes per second
+	Delay      time.Duration
 }
 
 func (f Fault) String() string {
@@ -46,6 +48,8 @@ func (f Fault) String() string {
 		return s
 	case Drip:
 		return "drip " + strconv.FormatInt(f.Rate, 10) + " B/s"
+	case Delay:
+		return "delay " + f.Delay.String()
 	}
 	return [...]string{"pass", "status", "drop", "stall", "stall-body", "drip", "reset", "short"}[f.Kind]
 }
@@ -190,6 +194,14 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	case Stall:
 		wait()
 		return
+	case Delay:
+		select {
+		case <-time.After(f.Delay):
+		case <-r.Context().Done():
+			return
+		case <-gone:
+			return
+		}
 	}
 	resp := Forward(w, r, p.tr, p.upstream)
 	if resp == nil {
