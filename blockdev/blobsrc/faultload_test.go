@@ -143,3 +143,38 @@ func TestHedging(t *testing.T) {
 		t.Errorf("with hedging p99 %v, no better than the slow requests (%v)", q(on, 99), slow)
 	}
 }
+
+// The library's defaults (IOTimeout 20s, StallTimeout 5s, hedging after
+// 2s, 5 retries from 250ms): the worst case a reader waits in a stall, and
+// what a lasting refusal costs. Slow (about 30 s): run with
+// CHESTFS_SLOW_FAULTS=1.
+func TestFaultDefaults(t *testing.T) {
+	if os.Getenv("CHESTFS_SLOW_FAULTS") == "" {
+		t.Skip("set CHESTFS_SLOW_FAULTS=1 to measure the defaults (about 30 s)")
+	}
+	for _, c := range []struct {
+		name  string
+		fault azuritetest.Fault
+	}{
+		{"stall", azuritetest.Fault{Kind: azuritetest.Stall}},
+		{"body stops halfway", azuritetest.Fault{Kind: azuritetest.StallBody}},
+		{"503 lasting", azuritetest.Fault{Kind: azuritetest.Status, Status: 503}},
+	} {
+		m := newMx(t, blobsrc.Options{}, nil)
+		m.c.Close()
+		m.c = cache.New(m.b, cache.Options{ChunkSize: mChunk, MaxBytes: 8 * mChunk, NoReadahead: true,
+			IOTimeout: blobsrc.DefaultIOTimeout, Logger: slog.New(slog.DiscardHandler)})
+		m.p.Set(c.fault)
+		d, err := m.read(m.fresh())
+		if err == nil || d > blobsrc.DefaultIOTimeout+5*time.Second {
+			t.Fatalf("%s: %v after %v", c.name, err, d)
+		}
+		m.p.Set(azuritetest.Fault{}, c.fault)
+		d2, err2 := m.read(m.fresh())
+		if err2 != nil {
+			t.Fatalf("%s once: %v", c.name, err2)
+		}
+		m.p.Set(azuritetest.Fault{})
+		t.Logf("| %s (defaults) | %s | %v | data after %v | %s |", c.name, sees(err), ms(d), ms(d2), m.after())
+	}
+}
