@@ -97,7 +97,7 @@ type FakeOptions struct {
 // checks the shape, not Microsoft's signature.
 var FakeReferenceInfo = fakeCOSESign1([]byte("chestfs fake UVM reference info: not signed, proves nothing"))
 
-// fakeCOSESign1 encodes 18([h'', {}, payload, h'']) for a payload under 256 bytes.
+// fakeCOSESign1 encodes 18([h”, {}, payload, h”]) for a payload under 256 bytes.
 func fakeCOSESign1(payload []byte) []byte {
 	b := []byte{0xd2, 0x84, 0x40, 0xa0, 0x58, byte(len(payload))}
 	b = append(b, payload...)

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
