@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -103,7 +103,7 @@ func TestImportKeyRSAHSM(t *testing.T) {
 	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-name", "rsa-key", "--kty", "RSA-HSM",
 		"--salt", "00112233445566778899aabbccddeeff", "--label", "chestfs test", "--derived-key-out", key, "--out", blob)
 	var kb struct {
-		KTY           string `json:"kty"`
+		KTY           string                       `json:"kty"`
 		KeyDerivation struct{ Salt, Label string } `json:"key_derivation"`
 	}
 	b, _ := os.ReadFile(blob)
