@@ -124,7 +124,7 @@ func keyMaterial(jwk map[string]any) (string, []byte, error) {
 			return "", nil, errors.New("JWK field \"k\" missing or not base64url")
 		}
 		if n := len(b); n != 16 && n != 24 && n != 32 {
-			return "", nil, fmt.Errorf("Invalid key size %d bits: an oct-HSM key must be AES 128, 192 or 256 bits", 8*n)
+			return "", nil, fmt.Errorf("invalid key size %d bits: an oct-HSM key must be AES 128, 192 or 256 bits", 8*n)
 		}
 		return kty, b, nil
 	case "RSA", "RSA-HSM":
@@ -146,7 +146,7 @@ func rsaMaterial(kty string, jwk map[string]any) (string, []byte, error) {
 		return "", nil, errors.New("RSA exponent too large")
 	}
 	if bits := v[0].BitLen(); bits != 2048 && bits != 3072 && bits != 4096 {
-		return "", nil, fmt.Errorf("Invalid key size %d bits: RSA keys are 2048, 3072 or 4096 bits", bits)
+		return "", nil, fmt.Errorf("invalid key size %d bits: RSA keys are 2048, 3072 or 4096 bits", bits)
 	}
 	priv := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: v[0], E: int(v[1].Int64())}, D: v[2], Primes: []*big.Int{v[3], v[4]}}
 	if err := priv.Validate(); err != nil {
@@ -175,10 +175,10 @@ func decodeImport(r *http.Request) (kty string, material, policy []byte, err err
 		return "", nil, nil, errors.New("a key with a release policy must be exportable")
 	}
 	if req.ReleasePolicy == nil || req.ReleasePolicy.Data == "" {
-		return "", nil, nil, errors.New("Exportable keys must have a release policy")
+		return "", nil, nil, errors.New("exportable keys must have a release policy")
 	}
 	if !strings.HasSuffix(kty, "-HSM") && (req.HSM == nil || !*req.HSM) {
-		return "", nil, nil, errors.New("Exportable keys must be HSM-protected (kty oct-HSM or RSA-HSM, or hsm: true)")
+		return "", nil, nil, errors.New("exportable keys must be HSM-protected (kty oct-HSM or RSA-HSM, or hsm: true)")
 	}
 	pol, err := unb64(req.ReleasePolicy.Data)
 	if err != nil {
