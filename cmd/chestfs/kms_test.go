@@ -220,3 +220,29 @@ func TestSidecarExampleFilesEndToEnd(t *testing.T) {
 }
 
 func b64std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// Issue 18 item 5: azure_info's identity and certcache reach every key blob
+// (unless a blob names its own); a bad certcache is refused up front.
+func TestSidecarAzureInfo(t *testing.T) {
+	key := `{"kid":"k","kty":"oct-HSM","authority":{"endpoint":"sharedeus2.eus2.attest.azure.net"},"akv":{"endpoint":"v.vault.azure.net:443"}}`
+	own := `{"kid":"k2","kty":"oct-HSM","authority":{"endpoint":"a.attest.azure.net"},"akv":{"endpoint":"v.vault.azure.net"},"identity":{"client_id":"own"}}`
+	cfg, err := parseSidecarConfig(`{"azure_info":{"identity":{"client_id":"11111111-2222-3333-4444-555555555555"},
+		"certcache":{"endpoint_type":"AzCache","endpoint":"global.acccache.azure.net","tee_type":"SevSnpVM","api_version":"api-version=2020-10-15-preview","client_id":"clientId=ConfidentialACI"}},
+		"azure_filesystems":[{"mount_point":"/mnt/a","azure_url":"https://x.blob.core.windows.net/c/a.img","key":` + key + `},
+		{"mount_point":"/mnt/b","azure_url":"https://x.blob.core.windows.net/c/b.img","key":` + own + `}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.AzureFilesystems[0].Key, cfg.AzureFilesystems[1].Key
+	if a.Identity == nil || a.Identity.ClientID != "11111111-2222-3333-4444-555555555555" || a.CertCache == nil || a.CertCache.EndpointType != "AzCache" {
+		t.Errorf("first key blob: %+v", a)
+	}
+	if b.Identity.ClientID != "own" || b.CertCache == nil {
+		t.Errorf("second key blob: %+v", b)
+	}
+	_, err = parseSidecarConfig(`{"azure_info":{"certcache":{"endpoint_type":"Intel","endpoint":"x"}},
+		"azure_filesystems":[{"mount_point":"/mnt/a","azure_url":"https://x.blob.core.windows.net/c/a.img","key":` + key + `}]}`)
+	if err == nil || !strings.Contains(err.Error(), "endpoint_type") {
+		t.Errorf("bad certcache: %v", err)
+	}
+}
