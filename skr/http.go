@@ -56,6 +56,12 @@ type Options struct {
 	// DefaultAzureCredential (managed identity, workload identity, ...).
 	Token      string
 	Credential azcore.TokenCredential
+	// ClientID selects a user-assigned managed identity (the sidecar's
+	// azure_info.identity.client_id) when no Credential is given.
+	ClientID string
+	// AttestAPIVersion is the Azure Attestation api-version tried first
+	// (default MAAAPIVersion); on a 400 the other known version is tried.
+	AttestAPIVersion string
 	// Attempts bounds tries per request on 5xx, 429 and network errors (default 4).
 	Attempts int
 	// Backoff is the first retry delay, doubled each time up to 8 s (default 500 ms).

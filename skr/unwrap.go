@@ -150,8 +150,8 @@ func decodeSalt(s string) ([]byte, error) {
 // DeriveKey turns a released RSA-HSM key (PKCS#8 DER) into the 32-byte
 // filesystem key: HKDF-SHA256 with IKM = the private exponent D
 // (big-endian), salt = hex-decoded kd.Salt, info = kd.Label or
-// DefaultDerivationLabel. A missing salt is an error: the sidecar silently
-// derives a different key then.
+// DefaultDerivationLabel. A missing salt (or kd nil) derives with an empty
+// salt, as the sidecar does.
 func DeriveKey(pkcs8 []byte, kd *KeyDerivation) ([]byte, error) {
 	b, err := deriveSecret(pkcs8, kd)
 	if err != nil {
@@ -163,8 +163,8 @@ func DeriveKey(pkcs8 []byte, kd *KeyDerivation) ([]byte, error) {
 
 // deriveSecret is DeriveKey into secret memory; the parsed RSA key is wiped.
 func deriveSecret(pkcs8 []byte, kd *KeyDerivation) (*secret.Buffer, error) {
-	if kd == nil || strings.TrimSpace(kd.Salt) == "" {
-		return nil, errors.New("skr: RSA-HSM key needs key_derivation.salt to derive the filesystem key")
+	if kd == nil {
+		kd = &KeyDerivation{}
 	}
 	salt, err := decodeSalt(kd.Salt)
 	if err != nil {

@@ -56,6 +56,9 @@ type Options struct {
 	StateDir string
 	// TokenTTL is the attestation token lifetime (default 8 h, as Azure).
 	TokenTTL time.Duration
+	// MAAAPIVersions are the attestation api-versions accepted (default
+	// MAAAPIVersions); others are answered 400, as Azure does.
+	MAAAPIVersions []string
 	// FailFirst answers the first N requests with 503 (to exercise retries).
 	FailFirst int
 	// Insecure lets Start listen on an address other than loopback (all
