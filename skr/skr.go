@@ -100,6 +100,9 @@ func ReleaseSecret(ctx context.Context, blob *KeyBlob, provider attest.Provider,
 			return nil, fmt.Errorf("skr: key %q is %s: key_derivation.salt is required", blob.KID, blob.KTY)
 		}
 	}
+	if gp, ok := provider.(attest.GuestProvider); ok {
+		return releaseGuest(ctx, blob, gp, opts) // vTPM guests: guest.go
+	}
 	opts, done, err := opts.withClient()
 	if err != nil {
 		return nil, err
