@@ -263,14 +263,14 @@ func (s *tpmSession) Public() crypto.PublicKey { return s.ephPub }
 
 // Decrypt decrypts with the ephemeral key inside the TPM, in a policy
 // session that proves the quoted PCRs still hold. opts: *rsa.OAEPOptions
-// (empty label; SHA-1, SHA-256 or SHA-384) or nil / PKCS1v15 for RSAES.
+// (empty label; SHA-1, SHA-256 or SHA-384), or nil for RSAES-PKCS1-v1_5.
 func (s *tpmSession) Decrypt(_ io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
 	if s.ephPub == nil {
 		return nil, errors.New("attest: TPM session is closed")
 	}
 	scheme := &tpm2.AsymScheme{Alg: tpm2.AlgRSAES}
 	switch o := opts.(type) {
-	case nil, *rsa.PKCS1v15DecryptOptions:
+	case nil: // RSAES-PKCS1-v1_5: what AzureGuest encrypts its token key with
 	case *rsa.OAEPOptions:
 		if len(o.Label) != 0 {
 			return nil, errors.New("attest: TPM decrypt: OAEP labels are not supported")

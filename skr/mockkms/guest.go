@@ -226,6 +226,7 @@ func sealGuestToken(jwt []byte, to *rsa.PublicKey) (string, error) {
 	block, _ := aes.NewCipher(key)
 	gcm, _ := cipher.NewGCM(block)
 	sealed := gcm.Seal(nil, iv, jwt, []byte(skr.GuestTransportAAD))
+	//lint:ignore SA1019 the AzureGuest protocol encrypts the token key with RSAES-PKCS1-v1_5
 	eik, err := rsa.EncryptPKCS1v15(rand.Reader, to, key)
 	if err != nil {
 		return "", err
