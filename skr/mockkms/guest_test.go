@@ -148,7 +148,7 @@ func TestGuestBadEvidence(t *testing.T) {
 			h.RuntimeData = flip(h.RuntimeData)
 			e.HCL = &h
 		}}, "REPORT_DATA is not sha256(RunTimeData)"},
-		"certify": {&tamperProvider{evidence: func(e *attest.GuestEvidence) { e.EncKeyCertifySig = flip(e.EncKeyCertifySig) }}, "encryption key certification is not signed"},
+		"certify":               {&tamperProvider{evidence: func(e *attest.GuestEvidence) { e.EncKeyCertifySig = flip(e.EncKeyCertifySig) }}, "encryption key certification is not signed"},
 		"token for another key": {&tamperProvider{public: &other.PublicKey}, "x-ms-runtime does not carry this release's TPM key"},
 	}
 	for name, tc := range cases {
