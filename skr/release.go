@@ -2,6 +2,7 @@ package skr
 
 import (
 	"context"
+	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -223,7 +224,7 @@ func ReleaseKey(ctx context.Context, vault, name, version, target string, priv *
 	return releaseKey(ctx, vault, name, version, target, priv, opts, "")
 }
 
-func releaseKey(ctx context.Context, vault, name, version, target string, priv *rsa.PrivateKey, opts Options, blobToken string) (*ReleasedKey, error) {
+func releaseKey(ctx context.Context, vault, name, version, target string, priv crypto.Decrypter, opts Options, blobToken string) (*ReleasedKey, error) {
 	base, err := NormalizeEndpoint(vault)
 	if err != nil {
 		return nil, fmt.Errorf("skr: key vault: %w", err)
@@ -286,7 +287,7 @@ func releaseKey(ctx context.Context, vault, name, version, target string, priv *
 	if k.KeyHSM == "" {
 		return nil, fmt.Errorf("skr: release response: %w: no key_hsm", ErrBadResponse)
 	}
-	enc, key, err := UnwrapKeyHSM(k.KeyHSM, priv)
+	enc, key, err := unwrapKeyHSM(k.KeyHSM, priv)
 	if err != nil {
 		return nil, err
 	}

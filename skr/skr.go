@@ -109,6 +109,9 @@ func ReleaseSecret(ctx context.Context, blob *KeyBlob, provider attest.Provider,
 		}
 		provider = snp.WithCertCache(blob.CertCache)
 	}
+	if gp, ok := provider.(attest.GuestProvider); ok {
+		return releaseGuest(ctx, blob, gp, opts) // vTPM guests: guest.go
+	}
 	opts, done, err := opts.withClient()
 	if err != nil {
 		return nil, err
