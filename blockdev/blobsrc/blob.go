@@ -83,6 +83,8 @@ type Options struct {
 	// connection errors, timeouts, a body cut short). 0 means DefaultRetries;
 	// negative means none.
 	Retries int
+	// NoRetries turns retrying off (as a negative Retries does).
+	NoRetries bool
 	// TryTimeout bounds one try of one request, body included. 0 means DefaultTryTimeout.
 	TryTimeout time.Duration
 	// IOTimeout bounds one read (ReadAt, ReadVecAtContext) and Open as a
@@ -104,6 +106,8 @@ type Options struct {
 	// wins and the other is cancelled. 0 means DefaultHedgeAfter;
 	// negative turns hedging off.
 	HedgeAfter time.Duration
+	// NoHedge turns hedging off (as a negative HedgeAfter does).
+	NoHedge bool
 	// RetryDelay is the first backoff, doubled each retry up to MaxRetryDelay
 	// (with jitter). 0 means the defaults.
 	RetryDelay, MaxRetryDelay time.Duration
@@ -118,6 +122,12 @@ type Options struct {
 }
 
 func (o *Options) norm() {
+	if o.NoRetries {
+		o.Retries = -1
+	}
+	if o.NoHedge {
+		o.HedgeAfter = -1
+	}
 	switch {
 	case o.Retries == 0:
 		o.Retries = DefaultRetries

@@ -66,6 +66,10 @@ func sourceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "readahead", Category: "Source", Value: cache.DefaultReadahead, Usage: "chunks read ahead on sequential access (0 turns it off)"},
 		&cli.StringFlag{Name: "fetch-size", Category: "Source", Value: "8M", Usage: "most bytes one readahead GET reads (`SIZE`): larger requests cost the service and the bill less"},
 		&cli.IntFlag{Name: "retries", Category: "Source", Value: 5, Usage: "retries of a failed blob read (0 turns retrying off)"},
+		&cli.DurationFlag{Name: "io-timeout", Category: "Source", Value: blobsrc.DefaultIOTimeout,
+			Usage: "a blob read that gets no data within this, retries included, fails with EIO (a stalled connection is dropped and re-dialled before that)"},
+		&cli.DurationFlag{Name: "hedge-after", Category: "Source", Value: blobsrc.DefaultHedgeAfter,
+			Usage: "send a second GET for a request unanswered this long; the first answer wins (0 turns it off)"},
 		&cli.BoolFlag{Name: "allow-http", Category: "Source", Usage: "allow a plain http:// blob URL to a host other than loopback (a SAS would go out in clear text)"},
 	}
 }
@@ -114,6 +118,12 @@ func sourceConfigFrom(c *cli.Context) (sourceConfig, error) {
 		Retries:     c.Int("retries"),
 		NoRetries:   c.Int("retries") == 0,
 		AllowHTTP:   c.Bool("allow-http"),
+		IOTimeout:   c.Duration("io-timeout"),
+		HedgeAfter:  c.Duration("hedge-after"),
+		NoHedge:     c.Duration("hedge-after") == 0,
+	}
+	if s.IOTimeout <= 0 || s.HedgeAfter < 0 {
+		return s, errors.New("--io-timeout must be positive and --hedge-after not negative")
 	}
 	if s.Readahead < 0 || s.Retries < 0 {
 		return s, errors.New("--readahead and --retries take a count of 0 or more")

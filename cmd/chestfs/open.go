@@ -190,7 +190,8 @@ func openSource(ctx context.Context, s sourceConfig, v verityConfig) (blockdev.S
 	if !blobsrc.IsURL(s.Path) && v.RootHash == nil {
 		return src, closers, nil
 	}
-	ch := cache.New(src, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead, FetchBytes: s.FetchBytes})
+	ch := cache.New(src, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead,
+		FetchBytes: s.FetchBytes, IOTimeout: s.IOTimeout})
 	slog.Debug("blob cache", "bytes", s.CacheBytes)
 	// The cache logs its own figures when closed (--debug).
 	return ch, append(closers, ch), nil
@@ -205,11 +206,8 @@ func openRaw(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Closer,
 		}
 		return f, []io.Closer{f}, nil
 	}
-	retries := s.Retries
-	if s.NoRetries {
-		retries = -1
-	}
-	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: retries, AllowHTTP: s.AllowHTTP})
+	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: s.Retries, NoRetries: s.NoRetries,
+		AllowHTTP: s.AllowHTTP, IOTimeout: s.IOTimeout, HedgeAfter: s.HedgeAfter, NoHedge: s.NoHedge})
 	if err != nil {
 		return nil, nil, err
 	}
