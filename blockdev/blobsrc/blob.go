@@ -60,7 +60,7 @@ const (
 	// treated as stalled (a drip), its connection replaced.
 	DefaultMinRate = 16 << 10
 	// DefaultHedgeAfter: a GET without an answer after this gets a twin on
-	// another connection (see FAULTS.md for the measurements).
+	// another connection (see docs/faults.md for the measurements).
 	DefaultHedgeAfter = 2 * time.Second
 	// maxRetryAfter caps a server's Retry-After.
 	maxRetryAfter = 60 * time.Second

@@ -3,7 +3,7 @@ package blobsrc
 // Bounded waits: an overall deadline per read (IOTimeout), a watch that
 // abandons a try whose connection stopped delivering (StallTimeout,
 // MinRate), hedged GETs (HedgeAfter) and a Retry-After shared by every
-// request of a Blob. See FAULTS.md for what each fault costs a reader.
+// request of a Blob. See docs/faults.md for what each fault costs a reader.
 
 import (
 	"context"

@@ -5,7 +5,7 @@ package blobsrc_test
 // on loopback) under a cache as the mount uses it. For each: what a reader
 // sees while the fault lasts and how long it waits, what a single
 // occurrence costs, and whether reads are right once it ends. The figures
-// go to the test log (go test -v -run TestFaultMatrix); FAULTS.md holds a
+// go to the test log (go test -v -run TestFaultMatrix); docs/faults.md holds a
 // copy.
 
 import (
