@@ -30,7 +30,11 @@ func daemonize() error {
 		return err
 	}
 	defer r.Close()
-	cmd := exec.Command(exe, withoutFlag(os.Args[1:], "daemon")...)
+	// os.Args is normalized (main): the command name first. The child
+	// serves in the foreground, whatever implied --daemon here.
+	args := withoutFlag(os.Args[1:], "daemon")
+	args = append([]string{args[0], "--daemon=false"}, args[1:]...)
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdin, cmd.Stderr = os.Stdin, os.Stderr

@@ -17,7 +17,9 @@ func mountCommand() *cli.Command {
 		ArgsUsage: "SOURCE MOUNTPOINT",
 		Description: "SOURCE is a local image or an Azure Blob URL. The mountpoint shows the filesystem only once\n" +
 			"the key is checked and the superblock read. Works unprivileged through fusermount3.",
-		Flags: append(openFlags(), serveFlags()...),
+		Flags: append(append(openFlags(), serveFlags()...),
+			// Set when mount.fuse3 runs chestfs for an fstab line or a .mount unit.
+			&cli.BoolFlag{Name: "fstab", Hidden: true}),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "SOURCE", "MOUNTPOINT")
 			if err != nil {
@@ -31,7 +33,7 @@ func mountCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("daemon") {
+			if c.Bool("daemon") || (c.Bool("fstab") && !c.IsSet("daemon")) {
 				return daemonize()
 			}
 			return serve(c.Context, []mountSpec{{Config: cfg, Mountpoint: a[1]}}, opts)

@@ -136,7 +136,7 @@ func (o *opened) unlock(v volumeConfig, hdrSrc blockdev.Source, key []byte) erro
 	switch {
 	case v.Plain:
 		if key == nil {
-			return errors.New("--plain needs a key (--key-file, --key-hex or --skr)")
+			return usageError{errors.New("--plain needs a key (--key-file, --key-hex or --skr)")}
 		}
 		vol, err := luks.OpenPlain(o.src, key, v.PlainOpts)
 		if err != nil {
@@ -149,7 +149,7 @@ func (o *opened) unlock(v volumeConfig, hdrSrc blockdev.Source, key []byte) erro
 		}
 		o.vol = o.src
 	case key == nil:
-		return errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")
+		return usageError{errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")}
 	default:
 		vol, err := luks.Open(o.src, hdrSrc, key)
 		if err != nil {

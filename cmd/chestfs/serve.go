@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -203,6 +204,11 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 	if err != nil {
 		return mounted{}, err
 	}
+	// Before the key is released: a mount that cannot happen should not cost one.
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return mounted{}, mountError{errors.New("there is no /dev/fuse: the container needs the FUSE device " +
+			"(docker/podman run --device /dev/fuse; Kubernetes: a FUSE device plugin)")}
+	}
 	o, err := open(ctx, spec.Config, wantFS)
 	if err != nil {
 		return mounted{}, err
@@ -214,7 +220,7 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 	})
 	if err != nil {
 		o.Close()
-		return mounted{}, fmt.Errorf("mount %s: %w", mp, err)
+		return mounted{}, mountError{fmt.Errorf("mount %s: %w", mp, err)}
 	}
 	return mounted{mp: mp, o: o, srv: srv}, nil
 }
