@@ -219,4 +219,3 @@ func randomFile(t *testing.T, dir, name string, n int, seed uint64) []byte {
 func diff(before, after map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 	return value(after, name, labels...) - max(value(before, name, labels...), 0)
 }
-
