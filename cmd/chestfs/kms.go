@@ -12,11 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chestfs/chestfs/attest"
 	"github.com/chestfs/chestfs/skr"
 	"github.com/chestfs/chestfs/skr/mockkms"
 )
@@ -26,7 +29,7 @@ func mockKMSCommand() *cli.Command {
 		Name:  "mock-kms",
 		Usage: "run a local stand-in for Azure Attestation and Key Vault (same wire protocol; for laptops and tests)",
 		Description: "Serves HTTPS on --listen with a CA of its own (made on first start and kept in --state-dir as ca.pem,\n" +
-			"the file to give clients as --ca): POST /attest/SevSnpVm,\n" +
+			"the file to give clients as --ca): POST /attest/SevSnpVm and /attest/AzureGuest (vTPM guests),\n" +
 			"GET /certs, PUT /keys/NAME and POST /keys/NAME/release, as Azure does. Prints its URL on stdout\n" +
 			"once it is ready and runs until SIGINT/SIGTERM. Not a security boundary: a laptop tool.",
 		Flags: []cli.Flag{
@@ -46,7 +49,9 @@ func importKeyCommand() *cli.Command {
 		Usage:     "import a key into Key Vault (or mock-kms) with a release policy, and write the --skr key blob",
 		ArgsUsage: " ",
 		Description: "The release policy is --policy, or one admitting SEV-SNP containers whose HOST_DATA is --hostdata\n" +
-			"(with compliance status azure-compliant-uvm, VMPL 0 and no debugging), or the claims of --config.\n" +
+			"(with compliance status azure-compliant-uvm, VMPL 0 and no debugging), or with --cvm one admitting Azure\n" +
+			"confidential VMs (compliance status azure-compliant-cvm, no debugging, and --cvm-secure-boot, --cvm-pcr),\n" +
+			"or the claims of --config.\n" +
 			"One of them is required unless the vault is a loopback mock-kms (then the fake provider's HOST_DATA).\n" +
 			"--kty oct-HSM (default) imports --key-file as it is: an AES key of 16, 24 or 32 bytes (Managed HSM).\n" +
 			"--kty RSA-HSM (Key Vault Premium or Managed HSM) imports the RSA private key PEM in --key-file, or a new\n" +
@@ -66,6 +71,10 @@ func importKeyCommand() *cli.Command {
 			&cli.StringFlag{Name: "derived-key-out", Usage: "RSA-HSM: write the derived 32-byte filesystem key to `FILE` (mode 0600)"},
 			&cli.StringFlag{Name: "policy", Usage: "release policy JSON `FILE` (Azure's format)"},
 			&cli.StringFlag{Name: "hostdata", Usage: "instead of --policy: admit SEV-SNP containers with this HOST_DATA (64 hex digits)"},
+			&cli.BoolFlag{Name: "cvm", Usage: "instead of --policy: admit Azure confidential VMs attested through their vTPM " +
+				"(--attestation azure-cvm, or tpm-sim with mock-kms): attestation type azurevm, a compliant SEV-SNP TEE, no debugging"},
+			&cli.BoolFlag{Name: "cvm-secure-boot", Usage: "with --cvm: also require UEFI secure boot"},
+			&cli.StringSliceFlag{Name: "cvm-pcr", Usage: "with --cvm: also require SHA-256 PCR `N=HEX` (repeatable; PCRs 0-7 are attested)"},
 			&cli.StringFlag{Name: "client-id", Usage: "user-assigned managed identity `ID` for the vault token"},
 			&cli.StringFlag{Name: "ca", Usage: "extra trusted CA `PEM`"},
 			&cli.StringFlag{Name: "akv-token", EnvVars: []string{"CHESTFS_AKV_TOKEN"}, Usage: "Key Vault bearer `TOKEN`"},
@@ -181,7 +190,7 @@ func (sp *importSpec) check() error {
 
 func importKeyCmd(c *cli.Context) error {
 	if c.NArg() != 0 {
-		return fmt.Errorf("usage: chestfs import-key --vault URL --key-name NAME --authority MAA [--kty oct-HSM|RSA-HSM] [--key-file K] [--policy P.json | --hostdata HEX]")
+		return fmt.Errorf("usage: chestfs import-key --vault URL --key-name NAME --authority MAA [--kty oct-HSM|RSA-HSM] [--key-file K] [--policy P.json | --hostdata HEX | --cvm [--cvm-secure-boot] [--cvm-pcr N=HEX]...]")
 	}
 	sp, err := importSpecFrom(c)
 	if err != nil {
@@ -189,14 +198,8 @@ func importKeyCmd(c *cli.Context) error {
 	}
 	blob := &sp.blob
 	policy := sp.policy
-	if policy == nil || c.IsSet("policy") || c.IsSet("hostdata") {
-		var policyJSON []byte
-		if c.IsSet("policy") {
-			if policyJSON, err = os.ReadFile(c.String("policy")); err != nil {
-				return fmt.Errorf("--policy: %w", err)
-			}
-		}
-		if policy, err = skr.ImportPolicy(blob.AKV.Endpoint, blob.Authority.Endpoint, policyJSON, c.String("hostdata")); err != nil {
+	if policy == nil || c.IsSet("policy") || c.IsSet("hostdata") || c.Bool("cvm") {
+		if policy, err = policyFromFlags(c, blob); err != nil {
 			return err
 		}
 	}
@@ -225,6 +228,53 @@ func importKeyCmd(c *cli.Context) error {
 	}
 	slog.Info("key imported", "kid", kid)
 	return writeKeyBlob(c.String("out"), blob)
+}
+
+// policyFromFlags builds the release policy from --policy, --hostdata or
+// --cvm (at most one), or the default for a loopback mock-kms.
+func policyFromFlags(c *cli.Context, blob *skr.KeyBlob) ([]byte, error) {
+	if !c.Bool("cvm") {
+		if c.IsSet("cvm-secure-boot") || c.IsSet("cvm-pcr") {
+			return nil, errors.New("import-key: --cvm-secure-boot and --cvm-pcr refine a --cvm policy; add --cvm")
+		}
+		var policyJSON []byte
+		if c.IsSet("policy") {
+			var err error
+			if policyJSON, err = os.ReadFile(c.String("policy")); err != nil {
+				return nil, fmt.Errorf("--policy: %w", err)
+			}
+		}
+		return skr.ImportPolicy(blob.AKV.Endpoint, blob.Authority.Endpoint, policyJSON, c.String("hostdata"))
+	}
+	if c.IsSet("policy") || c.IsSet("hostdata") {
+		return nil, errors.New("import-key: --cvm writes the release policy; give it, --policy or --hostdata, not two of them")
+	}
+	opts := skr.CVMPolicyOptions{SecureBoot: c.Bool("cvm-secure-boot")}
+	for _, kv := range c.StringSlice("cvm-pcr") {
+		n, v, ok := strings.Cut(kv, "=")
+		i, err := strconv.Atoi(strings.TrimSpace(n))
+		if !ok || err != nil {
+			return nil, fmt.Errorf("import-key: --cvm-pcr %q: want N=HEX, e.g. 7=%s", kv, strings.Repeat("0", 64))
+		}
+		if opts.PCRs == nil {
+			opts.PCRs = map[int]string{}
+		}
+		if !slices.Contains(attest.GuestPCRs, i) {
+			return nil, fmt.Errorf("import-key: --cvm-pcr %d: only PCRs %v are attested, a policy on another would never release", i, attest.GuestPCRs)
+		}
+		if _, dup := opts.PCRs[i]; dup {
+			return nil, fmt.Errorf("import-key: --cvm-pcr: PCR %d given twice", i)
+		}
+		opts.PCRs[i] = v
+	}
+	if len(opts.PCRs) > 0 && !skr.IsLoopbackURL(blob.AKV.Endpoint) {
+		slog.Warn("--cvm-pcr requires the claims " + skr.ClaimMockPCRs + ".N, which Azure Attestation issues only under a custom attestation policy that emits them")
+	}
+	p, err := skr.PolicyForCVM(blob.Authority.Endpoint, opts)
+	if err != nil {
+		return nil, fmt.Errorf("import-key: %w", err)
+	}
+	return p, nil
 }
 
 func importOct(c *cli.Context, blob *skr.KeyBlob, policy []byte, opts skr.Options) (string, error) {

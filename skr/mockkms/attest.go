@@ -101,7 +101,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		bad("%v", err)
 		return
 	}
-	rp, fake, err := checkSNP(report, chain, runtime, s.opts.AcceptFakeSNP, s.now())
+	rp, fake, err := checkSNP(report, chain, runtime, "runtimeData", s.opts.AcceptFakeSNP, s.now())
 	if err != nil {
 		bad("SEV-SNP evidence not verified: %v", err)
 		return
@@ -147,14 +147,35 @@ func (s *Server) tokenClaims(r *http.Request, rp *spb.Report, runtime any, endor
 	jti := make([]byte, 32)
 	rand.Read(jti)
 	ph := sha256.Sum256([]byte(tokenPolicy))
-	tcb := rp.ReportedTcb
-	claims := map[string]any{
+	claims := snpClaims(rp)
+	for k, v := range map[string]any{
 		"iss": s.issuer(r), "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(s.opts.TokenTTL).Unix(),
-		"jti":                             hex.EncodeToString(jti),
-		"x-ms-ver":                        "1.0",
-		"x-ms-attestation-type":           "sevsnpvm",
-		"x-ms-policy-hash":                base64.RawURLEncoding.EncodeToString(ph[:]),
-		"x-ms-runtime":                    runtime,
+		"jti":                   hex.EncodeToString(jti),
+		"x-ms-ver":              "1.0",
+		"x-ms-attestation-type": "sevsnpvm",
+		"x-ms-policy-hash":      base64.RawURLEncoding.EncodeToString(ph[:]),
+		"x-ms-runtime":          runtime,
+	} {
+		claims[k] = v
+	}
+	if endorsed {
+		// Azure gives the compliance status only when the UVM endorsement
+		// (Microsoft-signed reference info) matches the launch measurement;
+		// the mock checks that a COSE_Sign1 is there, not its signature.
+		claims["x-ms-compliance-status"] = "azure-compliant-uvm"
+	}
+	if fake {
+		claims["x-chestfs-insecure-fake-snp"] = true
+	}
+	return claims
+}
+
+// snpClaims are the x-ms-sevsnpvm-* claims Azure Attestation issues for a
+// verified SEV-SNP report: in a SevSnpVm token at the top level, in a
+// confidential-VM (AzureGuest) token inside x-ms-isolation-tee.
+func snpClaims(rp *spb.Report) map[string]any {
+	tcb := rp.ReportedTcb
+	return map[string]any{
 		"x-ms-sevsnpvm-authorkeydigest":   hex.EncodeToString(rp.AuthorKeyDigest),
 		"x-ms-sevsnpvm-bootloader-svn":    tcb & 0xff,
 		"x-ms-sevsnpvm-familyId":          hex.EncodeToString(rp.FamilyId),
@@ -173,14 +194,4 @@ func (s *Server) tokenClaims(r *http.Request, rp *spb.Report, runtime any, endor
 		"x-ms-sevsnpvm-tee-svn":           (tcb >> 8) & 0xff,
 		"x-ms-sevsnpvm-vmpl":              rp.Vmpl,
 	}
-	if endorsed {
-		// Azure gives the compliance status only when the UVM endorsement
-		// (Microsoft-signed reference info) matches the launch measurement;
-		// the mock checks that a COSE_Sign1 is there, not its signature.
-		claims["x-ms-compliance-status"] = "azure-compliant-uvm"
-	}
-	if fake {
-		claims["x-chestfs-insecure-fake-snp"] = true
-	}
-	return claims
 }

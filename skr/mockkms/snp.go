@@ -41,8 +41,9 @@ func fakeAMDRoots() (*trust.AMDRootCerts, error) {
 
 // checkSNP verifies a raw report against its PEM chain (VCEK, ASK, ARK) to
 // AMD's roots, or with acceptFake to the test roots, and that REPORT_DATA
-// is sha256(runtime) followed by 32 zero bytes. No certificate is fetched.
-func checkSNP(report, chainPEM, runtime []byte, acceptFake bool, now time.Time) (*spb.Report, bool, error) {
+// is sha256(runtime) followed by 32 zero bytes; runtimeName names the
+// request field runtime came from, for the error. No certificate is fetched.
+func checkSNP(report, chainPEM, runtime []byte, runtimeName string, acceptFake bool, now time.Time) (*spb.Report, bool, error) {
 	if len(report) != abi.ReportSize {
 		return nil, false, fmt.Errorf("SnpReport is %d bytes, want %d", len(report), abi.ReportSize)
 	}
@@ -96,7 +97,7 @@ func checkSNP(report, chainPEM, runtime []byte, acceptFake bool, now time.Time) 
 	h := sha256.Sum256(runtime)
 	want := append(h[:], make([]byte, 32)...)
 	if !bytes.Equal(a.Report.ReportData, want) {
-		return nil, false, errors.New("REPORT_DATA is not sha256(runtimeData) followed by 32 zero bytes")
+		return nil, false, fmt.Errorf("REPORT_DATA is not sha256(%s) followed by 32 zero bytes: the runtime claims are not the hardware's", runtimeName)
 	}
 	return a.Report, fake, nil
 }
