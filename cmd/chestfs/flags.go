@@ -34,13 +34,14 @@ func keyFlags() []cli.Flag {
 func releaseFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "attestation", Category: "Key release", Value: "snp",
-			Usage: "evidence provider: snp (the real /dev/sev-guest or configfs-tsm) or fake (INSECURE test reports, for mock-kms)"},
+			Usage: "evidence provider: snp (/dev/sev-guest or configfs-tsm: ACI, confidential AKS), azure-cvm (the vTPM of an Azure confidential VM), " +
+				"fake or tpm-sim (INSECURE test evidence, for mock-kms)"},
 		&cli.StringFlag{Name: "ca", Category: "Key release", Usage: "extra trusted CA `PEM` for the attestation and Key Vault endpoints (mock-kms writes one)"},
 		&cli.StringFlag{Name: "akv-token", Category: "Key release", EnvVars: []string{"CHESTFS_AKV_TOKEN"},
 			Usage: "Key Vault bearer `TOKEN` (default: managed or workload identity through Azure AD)"},
 		&cli.StringSliceFlag{Name: "token-host", Category: "Key release",
 			Usage: "also send the Key Vault token to `HOST` (default: only Key Vault and Managed HSM hosts of the Azure clouds, and loopback)"},
-		&cli.BoolFlag{Name: "insecure", Category: "Key release", Usage: "allow --attestation fake against an authority other than loopback"},
+		&cli.BoolFlag{Name: "insecure", Category: "Key release", Usage: "allow --attestation fake or tpm-sim against an authority other than loopback"},
 	}
 }
 

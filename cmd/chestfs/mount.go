@@ -45,6 +45,7 @@ func mountCommand() *cli.Command {
 func serveFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "allow-other", Category: "Mount", Usage: "let other users see the mount (needs user_allow_other in /etc/fuse.conf unless root)"},
+		&cli.StringFlag{Name: "metrics-addr", Category: "Mount", Usage: "serve Prometheus /metrics, /healthz and /readyz on `HOST:PORT`"},
 		&cli.StringFlag{Name: "ready-file", Category: "Mount", Usage: "create `FILE` once the mount serves (removed at unmount), for orchestrators"},
 		&cli.BoolFlag{Name: "daemon", Category: "Mount", Usage: "return once the mount serves and serve it in the background"},
 		&cli.BoolFlag{Name: "debug", Category: "Mount", Usage: "log FUSE operations (never file data or names) and cache statistics"},
@@ -59,7 +60,8 @@ var logToFile bool
 
 // serveOptionsFrom parses serveFlags and sets up logging as they say.
 func serveOptionsFrom(c *cli.Context) (serveOptions, error) {
-	o := serveOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), ReadyFile: c.String("ready-file"), Ready: readyNotifier()}
+	o := serveOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), ReadyFile: c.String("ready-file"), Ready: readyNotifier(),
+		MetricsAddr: c.String("metrics-addr")}
 	level := c.String("log-level")
 	if o.Debug {
 		level = "debug"

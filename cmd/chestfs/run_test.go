@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -317,5 +320,63 @@ func TestInterruptDuringKeyRelease(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("still running 30 s after SIGINT: %s", se.String())
+	}
+}
+
+// TestMetricsEndpoint: --metrics-addr serves /metrics with counters that
+// move during a read, and /readyz answers 200 only while mounted.
+func TestMetricsEndpoint(t *testing.T) {
+	requireFUSE(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	mp := t.TempDir()
+	m := startMount(t, nil, "--key-file", demoKey, "--metrics-addr", addr, demoImg, mp)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for code, _ := get("/readyz"); code != 200; code, _ = get("/readyz") {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never 200: %s", m.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	readBytes := func() float64 {
+		_, body := get("/metrics")
+		var total float64
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "chestfs_fuse_read_bytes_total") {
+				var v float64
+				fmt.Sscan(strings.Fields(line)[1], &v)
+				total += v
+			}
+		}
+		return total
+	}
+	before := readBytes()
+	if _, err := os.ReadFile(filepath.Join(mp, "docs/numbers.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if after := readBytes(); after <= before {
+		t.Errorf("chestfs_fuse_read_bytes_total did not move: %v -> %v", before, after)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz %d", code)
+	}
+	if err := m.stop(t); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	if code, _ := get("/readyz"); code == 200 {
+		t.Error("/readyz 200 after the mount went")
 	}
 }

@@ -14,11 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/fusefs"
+	"github.com/chestfs/chestfs/metrics"
 	"github.com/urfave/cli/v2"
 )
 
@@ -41,6 +43,9 @@ type serveOptions struct {
 	Run []string
 	// Ready is called once every mount serves (--daemon's parent waits for it).
 	Ready func()
+	// MetricsAddr serves Prometheus metrics, /healthz and /readyz there.
+	MetricsAddr string
+	metrics     *metrics.Metrics
 }
 
 // shutdownSignals end a mount (or are forwarded to the command of run).
@@ -70,10 +75,22 @@ func serve(ctx context.Context, specs []mountSpec, opts serveOptions) error {
 	signal.Notify(sig, shutdownSignals...)
 	defer signal.Stop(sig)
 
+	var serving atomic.Bool // /readyz: every mount serves
+	if opts.MetricsAddr != "" {
+		opts.metrics = metrics.New()
+		srv, err := opts.metrics.Serve(ctx, opts.MetricsAddr, serving.Load)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer srv.Close()
+		slog.Info("metrics", "url", "http://"+srv.Addr().String()+"/metrics")
+	}
 	mounts, early, err := setUp(ctx, specs, opts, sig)
 	if err != nil {
 		return err
 	}
+	serving.Store(true)
+	defer serving.Store(false)
 	if early != nil { // a signal as the last mount came up
 		slog.Info("unmounting", "signal", early.String())
 		tearDown(mounts, sig, nil)
@@ -213,11 +230,24 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 	if err != nil {
 		return mounted{}, err
 	}
-	srv, err := fusefs.Mount(o.fs, mp, fusefs.Options{
+	fo := fusefs.Options{
 		AllowOther: opts.AllowOther,
 		Debug:      opts.Debug,
 		FsName:     displaySource(spec.Config.Source.Path),
-	})
+	}
+	if m := opts.metrics; m != nil {
+		fo.Observe = m.FUSEObserver(mp)
+		if o.cache != nil {
+			m.AddCache(mp, o.cache)
+		}
+		if o.blob != nil {
+			m.AddBlob(mp, o.blob)
+		}
+		if o.verity != nil {
+			m.AddVerity(mp, o.verity)
+		}
+	}
+	srv, err := fusefs.Mount(o.fs, mp, fo)
 	if err != nil {
 		o.Close()
 		return mounted{}, mountError{fmt.Errorf("mount %s: %w", mp, err)}
