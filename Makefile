@@ -31,7 +31,7 @@ man: build
 setup: setup-apt setup-npm
 
 setup-apt:
-	@missing=""; for c in cryptsetup:cryptsetup-bin mkfs.ext4:e2fsprogs fusermount3:fuse3 setfattr:attr openssl:openssl getfacl:acl; do \
+	@missing=""; for c in cryptsetup:cryptsetup-bin veritysetup:cryptsetup-bin mkfs.ext4:e2fsprogs fusermount3:fuse3 setfattr:attr openssl:openssl getfacl:acl unshare:util-linux podman:podman runc:runc; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
