@@ -204,20 +204,3 @@ func TestKeyReleaseRetryAfterPastDeadline(t *testing.T) {
 		t.Fatal("the caller's deadline passed")
 	}
 }
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"1": time.Second, "0": 0, "3600": maxRetryAfter,
-		now.Add(9 * time.Second).Format(http.TimeFormat): 9 * time.Second,
-	} {
-		if d, ok := parseRetryAfter(v, now); !ok || d != want {
-			t.Errorf("%q: %v %v, want %v", v, d, ok, want)
-		}
-	}
-	for _, v := range []string{"", "-1", "later"} {
-		if _, ok := parseRetryAfter(v, now); ok {
-			t.Errorf("%q accepted", v)
-		}
-	}
-}

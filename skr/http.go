@@ -13,9 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/retryafter"
 
 	"github.com/chestfs/chestfs/internal/loopback"
 
@@ -364,7 +365,7 @@ func (o *Options) do(ctx context.Context, what, method, url string, header http.
 			if i == attempts-1 {
 				return resp.StatusCode, data, nil
 			}
-			if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			if ra, ok := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now()); ok {
 				// Honoured in full (an earlier retry would only be refused
 				// again, adding to the service's load), never below the backoff.
 				delay = max(delay, ra)
@@ -379,27 +380,4 @@ func (o *Options) do(ctx context.Context, what, method, url string, header http.
 		return resp.StatusCode, data, nil
 	}
 	return 0, nil, fmt.Errorf("skr: %s: giving up after %d attempts: %w", what, attempts, lastErr)
-}
-
-// maxRetryAfter caps the pause a Retry-After may ask for; a longer one ends
-// the request (the caller's deadline, or this, whichever is first).
-const maxRetryAfter = 60 * time.Second
-
-// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0, false
-		}
-		d = time.Duration(min(s, int(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxRetryAfter), true
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chestfs/chestfs/internal/retryafter"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -175,7 +177,7 @@ func TestClassify(t *testing.T) {
 }
 
 // Retry-After is honoured in full (not capped at MaxRetryDelay), in
-// seconds or as an HTTP date, up to maxRetryAfter.
+// seconds or as an HTTP date, up to retryafter.Max.
 func TestRetryAfter(t *testing.T) {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
@@ -185,7 +187,7 @@ func TestRetryAfter(t *testing.T) {
 	}{
 		{"2", 2 * time.Second, true},
 		{"0", 0, true},
-		{"100", maxRetryAfter, true},
+		{"100", retryafter.Max, true},
 		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second, true},
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
 		{"", 0, false}, {"-3", 0, false}, {"soon", 0, false},

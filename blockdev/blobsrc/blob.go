@@ -62,8 +62,6 @@ const (
 	// DefaultHedgeAfter: a GET without an answer after this gets a twin on
 	// another connection (see docs/faults.md for the measurements).
 	DefaultHedgeAfter = 2 * time.Second
-	// maxRetryAfter caps a server's Retry-After.
-	maxRetryAfter = 60 * time.Second
 	// maxGet bounds one ranged GET, so that a retry never repeats much and
 	// TryTimeout stays meaningful for large reads.
 	maxGet = 8 << 20

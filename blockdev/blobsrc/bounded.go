@@ -10,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/retryafter"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
@@ -220,31 +220,13 @@ func (b *Blob) download(ctx context.Context, o *blob.DownloadStreamOptions) (res
 }
 
 // retryAfter is the wait a response asked for (Retry-After in seconds or
-// as an HTTP date), capped at maxRetryAfter; ok is false without one.
+// as an HTTP date), capped at retryafter.Max; ok is false without one.
 func retryAfter(err error, now time.Time) (time.Duration, bool) {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) || re.RawResponse == nil {
 		return 0, false
 	}
-	return parseRetryAfter(re.RawResponse.Header.Get("Retry-After"), now)
-}
-
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
-			return 0, false
-		}
-		d = time.Duration(min(s, int(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxRetryAfter), true
+	return retryafter.Parse(re.RawResponse.Header.Get("Retry-After"), now)
 }
 
 // holdOff records that no request should go out before now+d.
