@@ -14,13 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // ext4 modes: Linux values on every host
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/chestfs/chestfs/ext4"
 )
@@ -161,7 +159,7 @@ func (x *extractor) entry(ino uint64, p string) error {
 			return nil
 		}
 		// Created 0600; meta sets the final mode, set-id bits filtered.
-		if err := unix.Mknod(p, typ|0o600, int(st.Rdev)); err != nil {
+		if err := mknod(p, typ|0o600, int(st.Rdev)); err != nil {
 			return fmt.Errorf("extract: %s: %w", p, err)
 		}
 	default:
@@ -230,50 +228,4 @@ func (x *extractor) xattrAllowed(name string) bool {
 		return x.opts.SameOwner
 	}
 	return true
-}
-
-// meta applies owner, xattrs, mode and times, in that order: chown clears
-// setuid bits and file capabilities, so both come after it; times last.
-func (x *extractor) meta(p string, st ext4.Stat) error {
-	typ := st.Mode & syscall.S_IFMT
-	if x.opts.SameOwner {
-		if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-			return fmt.Errorf("extract: %w", err)
-		}
-	}
-	names, err := x.fsys.ListXattr(st.Ino)
-	if err != nil {
-		return fmt.Errorf("extract: %s: xattrs: %w", p, err)
-	}
-	for _, name := range names {
-		if !x.xattrAllowed(name) {
-			x.skipped("xattr "+name, p)
-			continue
-		}
-		v, err := x.fsys.GetXattr(st.Ino, name)
-		if err != nil {
-			return fmt.Errorf("extract: %s: xattr %s: %w", p, name, err)
-		}
-		if err := unix.Lsetxattr(p, name, v, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
-			return fmt.Errorf("extract: %s: set xattr %s: %w", p, name, err)
-		}
-	}
-	if typ != syscall.S_IFLNK {
-		mode := st.Mode & 0o7777
-		if !x.opts.PreserveSetID && mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
-			mode &^= unix.S_ISUID | unix.S_ISGID
-			x.skipped("setuid/setgid bit", p)
-		}
-		if err := unix.Fchmodat(unix.AT_FDCWD, p, mode, 0); err != nil {
-			return fmt.Errorf("extract: %w", err)
-		}
-	}
-	ts := []unix.Timespec{
-		{Sec: st.Atime.Unix(), Nsec: int64(st.Atime.Nanosecond())},
-		{Sec: st.Mtime.Unix(), Nsec: int64(st.Mtime.Nanosecond())},
-	}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("extract: %s: times: %w", p, err)
-	}
-	return nil
 }
