@@ -1,3 +1,5 @@
+//go:build !windows
+
 package main
 
 import (
@@ -13,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/fusefs"
 )
 
@@ -218,7 +219,7 @@ func closeAll(mounts []mounted) {
 
 // lazyUnmount detaches mp even while files are open on it.
 func lazyUnmount(mp string) {
-	if err := syscall.Unmount(mp, syscall.MNT_DETACH); err == nil {
+	if err := syscall.Unmount(mp, mntDetach); err == nil {
 		return
 	}
 	if err := exec.Command("fusermount3", "-u", "-z", mp).Run(); err != nil {
@@ -262,18 +263,4 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// displaySource names the source in the mount table and logs without a SAS token.
-func displaySource(source string) string {
-	if blobsrc.IsURL(source) {
-		if i := strings.IndexByte(source, '?'); i >= 0 {
-			return source[:i]
-		}
-		return source
-	}
-	if abs, err := filepath.Abs(source); err == nil {
-		return abs
-	}
-	return source
 }
