@@ -27,3 +27,8 @@ const (
 	seekData = 4 // SEEK_DATA
 	seekHole = 3 // SEEK_HOLE
 )
+
+// Homebrew's e2fsprogs is keg-only: its mkfs.ext4 is not on PATH.
+var osMkfsPaths = []string{"/opt/homebrew/opt/e2fsprogs/sbin/mkfs.ext4", "/usr/local/opt/e2fsprogs/sbin/mkfs.ext4"}
+
+const mkfsHint = "brew install e2fsprogs"

@@ -27,3 +27,8 @@ const (
 	seekData = 3 // SEEK_DATA
 	seekHole = 4 // SEEK_HOLE
 )
+
+// Where else mkfs.ext4 may be, and how to get it.
+var osMkfsPaths []string
+
+const mkfsHint = "install e2fsprogs"

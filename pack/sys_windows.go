@@ -28,3 +28,7 @@ const (
 	seekData = 3
 	seekHole = 4
 )
+
+var osMkfsPaths []string
+
+const mkfsHint = "Windows has no mkfs.ext4: run chestfs pack under WSL"
