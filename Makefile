@@ -6,12 +6,25 @@ PKGS      := ./...
 TESTIMG   ?= $(CURDIR)/.testimg
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build setup setup-apt setup-npm demo demo-keyfile test test-arm64 vet fuzz bench bench-xts bench-verity bench-mount bench-blob bench-pack testdata clean
+.PHONY: all build install man setup setup-apt setup-npm demo demo-keyfile test test-arm64 vet fuzz bench bench-xts bench-verity bench-mount bench-blob bench-pack testdata clean
 
 all: build
 
+# The version, commit and build time `chestfs version` prints (also where GOFLAGS=-buildvcs=false).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse HEAD 2>/dev/null) -X main.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/chestfs
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/chestfs
+
+# Installs bin/chestfs as $(PREFIX)/bin/chestfs (default /usr/local; PREFIX=$$HOME/.local for a user).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/chestfs
+
+# The manual page, made from the command definitions.
+man: build
+	mkdir -p docs && $(BIN) man > docs/chestfs.1
 
 # Everything the tests need on a fresh Debian machine (root): the real cryptsetup, e2fsprogs and fuse3
 # that make and check the images, and Azurite (npm) for the blob tests.

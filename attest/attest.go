@@ -50,7 +50,11 @@ func New(name string) (Provider, error) {
 		return NewSNP(SNPOptions{}), nil
 	case "fake":
 		return NewFake(FakeOptions{})
+	case "azure-cvm", "vtpm": // vTPM guests: azurecvm.go, tpmsim.go
+		return NewAzureCVM(AzureCVMOptions{}), nil
+	case "tpm-sim":
+		return NewTPMSim(TPMSimOptions{})
 	default:
-		return nil, fmt.Errorf("attest: unknown evidence provider %q (want sevsnp or fake)", name)
+		return nil, fmt.Errorf("attest: unknown evidence provider %q (want sevsnp, azure-cvm, tpm-sim or fake)", name)
 	}
 }

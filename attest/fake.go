@@ -90,9 +90,18 @@ type FakeOptions struct {
 
 // FakeReferenceInfo is the UVM reference info the fake provider sends when
 // the security context has none, so that mock-kms sees an endorsed UVM as
-// Azure Attestation would for a real confidential container. It is not a
-// signed COSE document: mock-kms does not check UVM signatures.
-var FakeReferenceInfo = []byte("chestfs fake UVM reference info: not signed, proves nothing")
+// Azure Attestation would for a real confidential container. It has the
+// shape of the real thing, a COSE_Sign1 (CBOR tag 18, [protected,
+// unprotected, payload, signature]), but an empty signature: mock-kms
+// checks the shape, not Microsoft's signature.
+var FakeReferenceInfo = fakeCOSESign1([]byte("chestfs fake UVM reference info: not signed, proves nothing"))
+
+// fakeCOSESign1 encodes 18([h”, {}, payload, h”]) for a payload under 256 bytes.
+func fakeCOSESign1(payload []byte) []byte {
+	b := []byte{0xd2, 0x84, 0x40, 0xa0, 0x58, byte(len(payload))}
+	b = append(b, payload...)
+	return append(b, 0x40)
+}
 
 // Fake produces SEV-SNP reports signed by go-sev-guest's test-only AMD keys.
 // Anyone can forge such reports: it proves nothing and exists so that the

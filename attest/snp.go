@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/client"
@@ -21,8 +22,14 @@ type SNPOptions struct {
 	HTTPClient *http.Client
 	// Quote overrides the device: it returns a raw report (optionally followed
 	// by a certificate table) for reportData.
-	Quote  func(reportData [64]byte) ([]byte, error)
-	Logger *slog.Logger
+	Quote func(reportData [64]byte) ([]byte, error)
+	// CertCache is the fallback for a VCEK chain whose TCB does not match
+	// the report's (the sidecar's azure_info.certcache); nil: none.
+	CertCache *CertCache
+	// RetryBase is the first delay between certificate fetch attempts
+	// (default 2 s, doubling; 3 attempts).
+	RetryBase time.Duration
+	Logger    *slog.Logger
 }
 
 // SNP gets reports from the SEV-SNP guest device (configfs-tsm or /dev/sev-guest).
@@ -30,6 +37,13 @@ type SNP struct{ opts SNPOptions }
 
 // NewSNP returns the real SEV-SNP provider.
 func NewSNP(opts SNPOptions) *SNP { return &SNP{opts: opts} }
+
+// WithCertCache returns a copy of p that falls back to c for the VCEK chain.
+func (p *SNP) WithCertCache(c *CertCache) *SNP {
+	o := p.opts
+	o.CertCache = c
+	return &SNP{opts: o}
+}
 
 // ReportedTCB returns the REPORTED_TCB field of a raw report.
 func ReportedTCB(report []byte) (uint64, error) {
@@ -100,13 +114,45 @@ func (p *SNP) Evidence(ctx context.Context, runtimeData []byte) (*Evidence, erro
 			log.Info("UVM VCEK does not match the report's TCB; asking THIM", "tcbm", sc.HostAMDCert.TCBM, "reported_tcb", fmt.Sprintf("%016x", tcb))
 		}
 	}
-	h, err := FetchTHIM(ctx, p.opts.HTTPClient, p.opts.THIMURL)
+	chain, err := p.fetchChain(ctx, report, tcb, log)
 	if err != nil {
-		return nil, fmt.Errorf("attest: no VCEK certificate for REPORTED_TCB %016x: %w", tcb, err)
+		return nil, err
 	}
-	if !h.Matches(tcb) {
-		return nil, fmt.Errorf("attest: THIM VCEK is for TCB %s, the report's REPORTED_TCB is %016x", h.TCBM, tcb)
-	}
-	ev.CertChain = h.ChainPEM()
+	ev.CertChain = chain
 	return ev, nil
+}
+
+// fetchChain asks THIM for the VCEK chain, retried as the sidecar does, and
+// when THIM fails or serves another TCB's certificate, the CertCache.
+func (p *SNP) fetchChain(ctx context.Context, report []byte, tcb uint64, log *slog.Logger) ([]byte, error) {
+	client := p.opts.HTTPClient
+	if client == nil {
+		client = thimClient
+	}
+	url := p.opts.THIMURL
+	if url == "" {
+		url = DefaultTHIMURL
+	}
+	r := retryOptions{base: p.opts.RetryBase}
+	var thimErr error
+	body, err := fetchRetry(ctx, client, url, http.Header{"Metadata": {"true"}}, r)
+	if err == nil {
+		var h *HostAMDCert
+		if h, err = ParseHostAMDCert(body); err == nil {
+			if h.Matches(tcb) {
+				return h.ChainPEM(), nil
+			}
+			err = fmt.Errorf("VCEK is for TCB %s, the report's REPORTED_TCB is %016x", h.TCBM, tcb)
+		}
+	}
+	thimErr = fmt.Errorf("THIM: %w", err)
+	if p.opts.CertCache == nil {
+		return nil, fmt.Errorf("attest: no VCEK certificate for REPORTED_TCB %016x: %w (set azure_info.certcache for a fallback)", tcb, thimErr)
+	}
+	log.Info("THIM gave no VCEK for the report's TCB; asking the certificate cache", "reason", thimErr, "certcache", p.opts.CertCache.EndpointType)
+	chain, err := p.opts.CertCache.fetchChain(ctx, client, report, r)
+	if err != nil {
+		return nil, fmt.Errorf("attest: no VCEK certificate for REPORTED_TCB %016x: %v; %w", tcb, thimErr, err)
+	}
+	return chain, nil
 }

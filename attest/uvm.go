@@ -63,24 +63,68 @@ type SecurityContext struct {
 
 // ErrNoSecurityContext means neither a security-context directory nor the
 // UVM_* environment variables exist (not running in a confidential container).
-var ErrNoSecurityContext = errors.New("attest: no UVM security context (UVM_SECURITY_CONTEXT_DIR, /security-context-*, UVM_* variables)")
+var ErrNoSecurityContext = errors.New("attest: no UVM security context (UVM_SECURITY_CONTEXT_DIR, /security-context-*, " + KataSecurityContextDir + ", UVM_* variables)")
 
-// LoadSecurityContext finds the UVM security context: the directory named by
-// UVM_SECURITY_CONTEXT_DIR, else the first /security-context-* directory,
-// else the UVM_SECURITY_POLICY / UVM_REFERENCE_INFO /
-// UVM_HOST_AMD_CERTIFICATE environment variables (base64, as the sidecar reads them).
+// KataSecurityContextDir is where confidential AKS (Kata) puts the UVM
+// security context; the sidecar falls back to it when neither
+// UVM_SECURITY_CONTEXT_DIR nor a /security-context-* directory exists.
+const KataSecurityContextDir = "/opt/confidential-containers/share/kata-containers"
+
+// LoadSecurityContext finds the UVM security context in the sidecar's order:
+// the directory named by UVM_SECURITY_CONTEXT_DIR, else the first
+// /security-context-* directory (ACI), else KataSecurityContextDir
+// (confidential AKS); if that directory yields no UVM reference info, the
+// UVM_SECURITY_POLICY / UVM_REFERENCE_INFO / UVM_HOST_AMD_CERTIFICATE
+// environment variables (base64, as the sidecar reads them) are used instead.
 func LoadSecurityContext() (*SecurityContext, error) {
-	return loadSecurityContext(os.Getenv, "/security-context-*")
+	return FindSecurityContext(os.Getenv, "/security-context-*", KataSecurityContextDir)
 }
 
+// FindSecurityContext is LoadSecurityContext with the environment, the
+// /security-context-* pattern and the Kata directory given (for tests).
+func FindSecurityContext(getenv func(string) string, glob, kataDir string) (*SecurityContext, error) {
+	dir := getenv("UVM_SECURITY_CONTEXT_DIR")
+	if dir == "" {
+		if matches, _ := filepath.Glob(glob); len(matches) > 0 {
+			sort.Strings(matches)
+			dir = matches[0]
+		}
+	}
+	if dir == "" && kataDir != "" {
+		if st, err := os.Stat(kataDir); err == nil && st.IsDir() {
+			dir = kataDir
+		}
+	}
+	var sc *SecurityContext
+	var dirErr error
+	if dir != "" {
+		sc, dirErr = LoadSecurityContextDir(dir)
+		if dirErr == nil && len(sc.ReferenceInfo) > 0 {
+			return sc, nil
+		}
+	}
+	// As the sidecar: a directory without reference info gives way to the
+	// environment, when that has any.
+	env, err := securityContextFromEnv(getenv)
+	switch {
+	case err == nil:
+		return env, nil
+	case !errors.Is(err, ErrNoSecurityContext):
+		return nil, err
+	case dirErr != nil:
+		return nil, dirErr
+	case sc != nil:
+		return sc, nil
+	}
+	return nil, ErrNoSecurityContext
+}
+
+// loadSecurityContext is FindSecurityContext without a Kata directory.
 func loadSecurityContext(getenv func(string) string, glob string) (*SecurityContext, error) {
-	if dir := getenv("UVM_SECURITY_CONTEXT_DIR"); dir != "" {
-		return LoadSecurityContextDir(dir)
-	}
-	if matches, _ := filepath.Glob(glob); len(matches) > 0 {
-		sort.Strings(matches)
-		return LoadSecurityContextDir(matches[0])
-	}
+	return FindSecurityContext(getenv, glob, "")
+}
+
+func securityContextFromEnv(getenv func(string) string) (*SecurityContext, error) {
 	pol, ref, cert := getenv("UVM_SECURITY_POLICY"), getenv("UVM_REFERENCE_INFO"), getenv("UVM_HOST_AMD_CERTIFICATE")
 	if pol == "" && ref == "" && cert == "" {
 		return nil, ErrNoSecurityContext

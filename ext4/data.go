@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,15 +43,27 @@ func decodeExtentHeader(b []byte) (extentHeader, error) {
 // and run, the number of blocks from lblk that map the same way
 // (contiguously), at least 1.
 func (f *FS) mapBlock(in *inode, lblk uint64) (phys, run uint64, err error) {
+	phys, run, unwritten, err := f.mapBlockRaw(in, lblk)
+	if unwritten {
+		phys = 0
+	}
+	return phys, run, err
+}
+
+// mapBlockRaw is mapBlock that also maps unwritten extents, reporting them
+// as such: the kernel reads a directory's blocks from disk even there
+// (ext4_bread), so directory entries in an unwritten extent are listed.
+func (f *FS) mapBlockRaw(in *inode, lblk uint64) (phys, run uint64, unwritten bool, err error) {
 	if in.iFlags&flagExtents != 0 {
 		return f.mapExtent(in, lblk)
 	}
-	return f.mapIndirect(in, lblk)
+	phys, run, err = f.mapIndirect(in, lblk)
+	return phys, run, false, err
 }
 
-func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, error) {
+func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, bool, error) {
 	if lblk >= 1<<32 {
-		return 0, 1 << 32, nil
+		return 0, 1 << 32, false, nil
 	}
 	node := in.iBlock[:]
 	limit := uint64(1 << 32) // first logical block past the current subtree
@@ -58,10 +71,10 @@ func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, error) {
 	for level := 0; ; level++ {
 		h, err := decodeExtentHeader(node)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		if wantDepth >= 0 && int(h.ehDepth) != wantDepth || level > extentMaxDepth {
-			return 0, 0, fmt.Errorf("%w: extent tree depth %d at level %d", ErrCorrupt, h.ehDepth, level)
+			return 0, 0, false, fmt.Errorf("%w: extent tree depth %d at level %d", ErrCorrupt, h.ehDepth, level)
 		}
 		n := int(h.ehEntries)
 		ent := func(i int) []byte { return node[12+12*i : 24+12*i] }
@@ -82,10 +95,10 @@ func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, error) {
 			}
 		}
 		if limit <= lblk || i >= 0 && uint64(binary.LittleEndian.Uint32(ent(i))) > lblk {
-			return 0, 0, fmt.Errorf("%w: extent entries out of order", ErrCorrupt)
+			return 0, 0, false, fmt.Errorf("%w: extent entries out of order", ErrCorrupt)
 		}
 		if i < 0 {
-			return 0, limit - lblk, nil
+			return 0, limit - lblk, false, nil
 		}
 		e := ent(i)
 		if h.ehDepth == 0 {
@@ -97,27 +110,24 @@ func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, error) {
 				ln -= initMaxLen
 			}
 			if ln == 0 {
-				return 0, 0, fmt.Errorf("%w: empty extent at block %d", ErrCorrupt, start)
+				return 0, 0, false, fmt.Errorf("%w: empty extent at block %d", ErrCorrupt, start)
 			}
 			if lblk >= start+ln {
-				return 0, limit - lblk, nil
-			}
-			if unwritten {
-				return 0, start + ln - lblk, nil
+				return 0, limit - lblk, false, nil
 			}
 			if phys+ln > f.sb.sBlocksCount || phys == 0 {
-				return 0, 0, fmt.Errorf("%w: extent maps to blocks %d..%d beyond the end", ErrCorrupt, phys, phys+ln)
+				return 0, 0, false, fmt.Errorf("%w: extent maps to blocks %d..%d beyond the end", ErrCorrupt, phys, phys+ln)
 			}
-			return phys + (lblk - start), start + ln - lblk, nil
+			return phys + (lblk - start), start + ln - lblk, unwritten, nil
 		}
 		child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
 		blk, err := f.block(child)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		if f.csum {
 			if err := f.verifyExtentBlock(in, blk); err != nil {
-				return 0, 0, fmt.Errorf("extent block %d: %w", child, err)
+				return 0, 0, false, fmt.Errorf("extent block %d: %w", child, err)
 			}
 		}
 		node = blk
@@ -279,7 +289,9 @@ func (f *FS) ReadAt(ino uint64, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Readlink returns a symbolic link's target.
+// Readlink returns a symbolic link's target, up to its first NUL as the
+// kernel reads it (nd_terminate_link): a fast symlink's from i_block, a
+// slow one's from its first block, at most a block less one byte.
 func (f *FS) Readlink(ino uint64) (string, error) {
 	in, err := f.inode(ino)
 	if err != nil {
@@ -291,12 +303,36 @@ func (f *FS) Readlink(ino uint64) (string, error) {
 	if in.iSize > 65536 || in.iSize > f.bs && in.iFlags&flagInlineData == 0 {
 		return "", fmt.Errorf("ext4: inode %d: %w: symlink of %d bytes", ino, ErrCorrupt, in.iSize)
 	}
-	if in.iFlags&flagInlineData == 0 && in.iSize > 0 && in.iSize < 60 {
+	if f.isFastSymlink(in) { // checked at decode: no NUL within i_size
 		return string(in.iBlock[:in.iSize]), nil
 	}
-	b := make([]byte, in.iSize)
-	if err := f.readData(in, b, 0); err != nil {
+	b, err := f.slowSymlink(in)
+	if err != nil {
 		return "", fmt.Errorf("ext4: inode %d: %w", ino, err)
 	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
 	return string(b), nil
+}
+
+// slowSymlink reads the target bytes of a symlink kept in a block (or
+// inline data): through ext4_bread, so an unwritten extent reads from disk.
+func (f *FS) slowSymlink(in *inode) ([]byte, error) {
+	if in.iFlags&flagInlineData != 0 {
+		b := make([]byte, in.iSize)
+		return b, f.readData(in, b, 0)
+	}
+	phys, _, _, err := f.mapBlockRaw(in, 0)
+	if err != nil {
+		return nil, err
+	}
+	if phys == 0 {
+		return nil, fmt.Errorf("%w: symlink without a block", ErrCorrupt)
+	}
+	b, err := f.block(phys)
+	if err != nil {
+		return nil, err
+	}
+	return b[:min(in.iSize, f.bs-1)], nil
 }

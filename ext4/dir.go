@@ -25,40 +25,81 @@ func (f *FS) recLen(v uint16) int {
 	return int(v&65532) | int(v&3)<<16
 }
 
+// minRecLen is the shortest directory entry: 8 header bytes and a name of
+// one byte, rounded to 4 (ext4_dir_rec_len(1)).
+const minRecLen = 12
+
+// checkDirEntry applies the kernel's __ext4_check_dir_entry to the entry
+// at off in b (a whole directory block, or an inline directory area): it
+// returns the entry's rec_len, and why the entry is bad ("" if it is not).
+func (f *FS) checkDirEntry(b []byte, off int) (int, string) {
+	size := len(b)
+	if off+8 > size {
+		return 0, "directory entry truncated"
+	}
+	rl := f.recLen(binary.LittleEndian.Uint16(b[off+4:]))
+	nl := int(b[off+6])
+	next := off + rl
+	switch {
+	case rl < minRecLen:
+		return rl, "rec_len is smaller than minimal"
+	case rl%4 != 0:
+		return rl, "rec_len % 4 != 0"
+	case rl < (nl+8+3)&^3:
+		return rl, "rec_len is too small for name_len"
+	case next > size:
+		return rl, "directory entry overrun"
+	case next > size-minRecLen && next != size:
+		return rl, "directory entry too close to block end"
+	case uint64(binary.LittleEndian.Uint32(b[off:])) > uint64(f.sb.sInodesCount):
+		return rl, "inode out of bounds"
+	case next == size && nl == 1 && b[off+8] == '.':
+		return rl, "'.' directory cannot be the last in data block"
+	}
+	return rl, ""
+}
+
 // walkEntries calls fn for each live entry (inode != 0) in a chain of
-// directory entries filling b. fn returns false to stop.
-func (f *FS) walkEntries(b []byte, fn func(name []byte, ino uint32, ft uint8) bool) error {
+// directory entries filling b; fn returns false to stop. At a damaged
+// entry it stops and says why: the kernel's readdir skips the rest of the
+// block (and its lookups meet the same entries), so callers do the same.
+func (f *FS) walkEntries(b []byte, fn func(name []byte, ino uint32, ft uint8) bool) (bad string, at int) {
 	for off := 0; off < len(b); {
-		if off+8 > len(b) {
-			return fmt.Errorf("%w: directory entry at %d truncated", ErrCorrupt, off)
+		rl, why := f.checkDirEntry(b, off)
+		if why != "" {
+			return why, off
 		}
 		ino := binary.LittleEndian.Uint32(b[off:])
-		rl := f.recLen(binary.LittleEndian.Uint16(b[off+4:]))
 		nl := int(b[off+6])
 		ft := b[off+7]
-		if rl < 8 || rl%4 != 0 || off+rl > len(b) || 8+nl > rl {
-			return fmt.Errorf("%w: directory entry at %d: rec_len %d name_len %d", ErrCorrupt, off, rl, nl)
-		}
 		if ino != 0 && nl > 0 {
-			if uint64(ino) > uint64(f.sb.sInodesCount) {
-				// Not the name: errors reach logs, names stay private.
-				return fmt.Errorf("%w: directory entry at %d names inode %d", ErrCorrupt, off, ino)
-			}
 			if !f.sb.incompat(incompatFiletype) {
 				ft = 0
 			}
 			if !fn(b[off+8:off+8+nl], ino, ft) {
-				return nil
+				return "", 0
 			}
 		}
 		off += rl
 	}
-	return nil
+	return "", 0
 }
 
-// dirBlock reads logical block lblk of a block-mapped directory.
+// badEntry logs a damaged directory entry that cut a block short, once per
+// directory block: not the name, which stays private.
+func (f *FS) badEntry(dir, lblk uint64, why string, at int) {
+	if why == "" {
+		return
+	}
+	key := fmt.Sprintf("dirent %d/%d", dir, lblk)
+	f.warnOnce(key, "ext4: skipping the rest of a directory block after a bad entry, as the kernel does",
+		"dir", dir, "block", lblk, "offset", at, "reason", why)
+}
+
+// dirBlock reads logical block lblk of a block-mapped directory, unwritten
+// extents included (see mapBlockRaw).
 func (f *FS) dirBlock(in *inode, lblk uint64) ([]byte, uint64, error) {
-	phys, _, err := f.mapBlock(in, lblk)
+	phys, _, _, err := f.mapBlockRaw(in, lblk)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -69,8 +110,9 @@ func (f *FS) dirBlock(in *inode, lblk uint64) ([]byte, uint64, error) {
 	return b, phys, err
 }
 
-// leafEntries returns the part of a leaf block holding entries, after
-// checking its checksum tail.
+// leafEntries checks a leaf block's checksum tail and returns the block
+// to walk: the whole block, as the kernel checks entries against it (the
+// tail is an entry of inode 0, skipped).
 func (f *FS) leafEntries(in *inode, b []byte) ([]byte, error) {
 	if !f.csum {
 		return b, nil
@@ -83,7 +125,7 @@ func (f *FS) leafEntries(in *inode, b []byte) ([]byte, error) {
 	if want, got := binary.LittleEndian.Uint32(b[t+8:]), crc32c(in.csumSeed, b[:t]); want != got {
 		return nil, fmt.Errorf("%w: directory block checksum %#x, computed %#x", ErrChecksum, want, got)
 	}
-	return b[:t], nil
+	return b, nil
 }
 
 // isIndexed reports whether the directory uses an htree index.
@@ -143,15 +185,19 @@ func (f *FS) forEachEntry(in *inode, fn func(name []byte, ino uint32, ft uint8) 
 		if err != nil {
 			return err
 		}
-		if err := f.walkEntries(d[4:60], wrap); err != nil || stopped {
-			return err
+		why, at := f.walkEntries(d[4:60], wrap)
+		f.badEntry(in.ino, 0, why, at)
+		if stopped {
+			return nil
 		}
-		return f.walkEntries(d[60:], wrap)
+		why, at = f.walkEntries(d[60:], wrap)
+		f.badEntry(in.ino, 1, why, at)
+		return nil
 	}
 	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
 	indexed := f.isIndexed(in)
 	for lblk := uint64(0); lblk < nblk && !stopped; lblk++ {
-		phys, run, err := f.mapBlock(in, lblk)
+		phys, run, _, err := f.mapBlockRaw(in, lblk)
 		if err != nil {
 			return err
 		}
@@ -174,9 +220,8 @@ func (f *FS) forEachEntry(in *inode, fn func(name []byte, ino uint32, ft uint8) 
 		if err != nil {
 			return fmt.Errorf("directory block %d: %w", lblk, err)
 		}
-		if err := f.walkEntries(ents, wrap); err != nil {
-			return fmt.Errorf("directory block %d: %w", lblk, err)
-		}
+		why, at := f.walkEntries(ents, wrap)
+		f.badEntry(in.ino, lblk, why, at)
 	}
 	return nil
 }
@@ -416,14 +461,15 @@ func (f *FS) dxSearchLeaf(in *inode, leaf, nblk uint64, name []byte) (uint64, er
 		return 0, err
 	}
 	var found uint64
-	err = f.walkEntries(ents, func(n []byte, ino uint32, _ uint8) bool {
+	why, at := f.walkEntries(ents, func(n []byte, ino uint32, _ uint8) bool {
 		if bytes.Equal(n, name) {
 			found = uint64(ino)
 			return false
 		}
 		return true
 	})
-	return found, err
+	f.badEntry(in.ino, leaf, why, at)
+	return found, nil
 }
 
 // dxNextLeaf advances frames to the next leaf when a hash collision may

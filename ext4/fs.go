@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 )
 
@@ -27,6 +28,8 @@ type FS struct {
 	blocks lru // block number -> []byte (metadata blocks)
 	inodes lru // inode number -> *inode
 
+	warned map[string]bool // warnOnce keys, under mu
+
 	statfsOnce sync.Once
 	statfs     Statfs
 	replayed   bool // the journal was replayed in memory
@@ -47,7 +50,6 @@ type groupDesc struct {
 	bgFreeInodesCount uint32
 	bgFlags           uint16
 	bgChecksum        uint16
-	bad               error // checksum or range failure: inodes here are unreadable
 }
 
 // Open reads the superblock and group descriptors of the filesystem in r,
@@ -72,7 +74,7 @@ func open(r io.ReaderAt, size int64) (*FS, error) {
 		return nil, err
 	}
 	if !f.sb.incompat(incompatRecover) {
-		return f, nil
+		return f, f.checkJournal()
 	}
 	o, err := f.replayJournal()
 	if err != nil {
@@ -193,6 +195,7 @@ func (f *FS) readGroups() error {
 	f.groups = make([]groupDesc, f.ngroup)
 	buf := make([]byte, f.bs)
 	ds := uint64(f.sb.sDescSize)
+	var badCsum []uint64
 	for nr := uint64(0); nr < nblocks; nr++ {
 		blk := f.descBlock(nr)
 		if err := f.readDev(buf, blk); err != nil {
@@ -200,13 +203,52 @@ func (f *FS) readGroups() error {
 		}
 		for i := uint64(0); i < dpb && nr*dpb+i < f.ngroup; i++ {
 			g := nr*dpb + i
-			f.groups[g] = f.decodeGroup(g, buf[i*ds:(i+1)*ds])
+			d, ok := f.decodeGroup(g, buf[i*ds:(i+1)*ds])
+			if !ok {
+				badCsum = append(badCsum, g)
+			}
+			if err := f.checkGroupLocation(g, &d); err != nil {
+				return err
+			}
+			f.groups[g] = d
 		}
+	}
+	if len(badCsum) > 0 {
+		// The kernel mounts such a filesystem read-only, with a message.
+		slog.Warn("ext4: group descriptor checksums do not match; reading on, as the kernel does read-only",
+			"groups", len(badCsum), "first", badCsum[0])
 	}
 	return nil
 }
 
-func (f *FS) decodeGroup(g uint64, b []byte) groupDesc {
+// checkGroupLocation applies the location checks of the kernel's
+// ext4_check_descriptors that refuse even a read-only mount: the bitmaps
+// and the inode table lie within the group (within the filesystem with
+// flex_bg).
+func (f *FS) checkGroupLocation(g uint64, d *groupDesc) error {
+	first := uint64(f.sb.sFirstDataBlock)
+	last := f.sb.sBlocksCount - 1
+	if !f.sb.incompat(incompatFlexBG) {
+		first += g * uint64(f.sb.sBlocksPerGroup)
+		if g != f.ngroup-1 {
+			last = first + uint64(f.sb.sBlocksPerGroup) - 1
+		}
+	}
+	itb := (uint64(f.sb.sInodesPerGroup)*uint64(f.sb.sInodeSize) + f.bs - 1) / f.bs
+	switch {
+	case d.bgBlockBitmap < first || d.bgBlockBitmap > last:
+		return fmt.Errorf("%w: block bitmap for group %d not in group (block %d)", ErrCorrupt, g, d.bgBlockBitmap)
+	case d.bgInodeBitmap < first || d.bgInodeBitmap > last:
+		return fmt.Errorf("%w: inode bitmap for group %d not in group (block %d)", ErrCorrupt, g, d.bgInodeBitmap)
+	case d.bgInodeTable < first || d.bgInodeTable+itb-1 > last:
+		return fmt.Errorf("%w: inode table for group %d not in group (block %d)", ErrCorrupt, g, d.bgInodeTable)
+	}
+	return nil
+}
+
+// decodeGroup decodes group g's descriptor and reports whether its
+// checksum (metadata_csum or gdt_csum) matches.
+func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 	le16 := func(o int) uint16 { return binary.LittleEndian.Uint16(b[o:]) }
 	le32 := func(o int) uint32 { return binary.LittleEndian.Uint32(b[o:]) }
 	d := groupDesc{
@@ -230,25 +272,37 @@ func (f *FS) decodeGroup(g uint64, b []byte) groupDesc {
 		c = crc32c(c, b[:0x1E])
 		c = crc32c(c, []byte{0, 0})
 		c = crc32c(c, b[0x20:])
-		if uint16(c) != d.bgChecksum {
-			d.bad = fmt.Errorf("%w: group %d descriptor", ErrChecksum, g)
-		}
-	} else if f.sb.roCompat(roCompatGdtCsum) {
+		return d, uint16(c) == d.bgChecksum
+	}
+	if f.sb.roCompat(roCompatGdtCsum) {
 		c := crc16(0xFFFF, f.sb.sUUID[:])
 		c = crc16(c, le32b(uint32(g)))
 		c = crc16(c, b[:0x1E])
 		if len(b) > 0x20 && f.sb.incompat(incompat64bit) {
 			c = crc16(c, b[0x20:])
 		}
-		if c != d.bgChecksum {
-			d.bad = fmt.Errorf("%w: group %d descriptor crc16", ErrChecksum, g)
-		}
+		return d, c == d.bgChecksum
 	}
-	itb := (uint64(f.sb.sInodesPerGroup)*uint64(f.sb.sInodeSize) + f.bs - 1) / f.bs
-	if d.bad == nil && (d.bgInodeTable == 0 || d.bgInodeTable+itb > f.sb.sBlocksCount) {
-		d.bad = fmt.Errorf("%w: group %d inode table at block %d", ErrCorrupt, g, d.bgInodeTable)
+	return d, true
+}
+
+// maxWarned bounds warnOnce's memory; past it, warnings are dropped.
+const maxWarned = 1024
+
+// warnOnce logs a warning about damage the first time key is seen.
+func (f *FS) warnOnce(key, msg string, args ...any) {
+	f.mu.Lock()
+	if f.warned == nil {
+		f.warned = map[string]bool{}
 	}
-	return d
+	seen := f.warned[key] || len(f.warned) >= maxWarned
+	if !seen {
+		f.warned[key] = true
+	}
+	f.mu.Unlock()
+	if !seen {
+		slog.Warn(msg, args...)
+	}
 }
 
 // readDev reads one whole block straight from the device.

@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
@@ -18,6 +19,9 @@ const (
 )
 
 const goodOldInodeSize = 128
+
+// bootLoaderIno is EXT4_BOOT_LOADER_INO, the one inode iget takes unlinked.
+const bootLoaderIno = 5
 
 // On-disk inode field offsets (struct ext4_inode), for decodeInode and for
 // the patcher in patch.go.
@@ -119,9 +123,6 @@ func (f *FS) inodePos(ino uint64) (uint64, error) {
 	g := (ino - 1) / uint64(f.sb.sInodesPerGroup)
 	idx := (ino - 1) % uint64(f.sb.sInodesPerGroup)
 	gd := &f.groups[g]
-	if gd.bad != nil {
-		return 0, gd.bad
-	}
 	return gd.bgInodeTable*f.bs + idx*uint64(f.sb.sInodeSize), nil
 }
 
@@ -205,7 +206,113 @@ func (f *FS) decodeInode(ino uint64, b []byte) (*inode, error) {
 		e, ok = extra(iCrtimeExtraOff)
 		in.crtime = decodeTime(le32(iCrtimeOff), e, ok)
 	}
+	if in.iLinks == 0 && ino != bootLoaderIno {
+		// iget fails with ESTALE, which ext4_lookup turns into EFSCORRUPTED
+		// ("deleted inode referenced").
+		return nil, fmt.Errorf("%w: deleted inode referenced (no links)", ErrCorrupt)
+	}
+	if err := f.checkBlockRefs(in); err != nil {
+		return nil, err
+	}
+	if in.fileType() == syscall.S_IFLNK && f.isFastSymlink(in) {
+		// The kernel's iget refuses a fast symlink whose target is not
+		// exactly i_size bytes up to a NUL: stat fails (EUCLEAN).
+		n := bytes.IndexByte(in.iBlock[:], 0)
+		if in.iSize == 0 || in.iSize >= uint64(len(in.iBlock)) || uint64(n) != in.iSize {
+			return nil, fmt.Errorf("%w: invalid fast symlink length %d", ErrCorrupt, in.iSize)
+		}
+	}
 	return in, nil
+}
+
+// checkBlockRefs applies the kernel's iget checks of the block references
+// in i_block (ext4_ext_check_inode, ext4_ind_check_inode) to the files
+// that have them: a bad reference fails iget, and stat with it, even when
+// no read would follow it.
+func (f *FS) checkBlockRefs(in *inode) error {
+	switch in.fileType() {
+	case syscall.S_IFREG, syscall.S_IFDIR:
+	case syscall.S_IFLNK:
+		if f.isFastSymlink(in) {
+			return nil
+		}
+	default:
+		return nil
+	}
+	if in.iFlags&flagInlineData != 0 || in.ino == uint64(f.sb.sJournalInum) && f.sb.compat(compatHasJournal) {
+		return nil
+	}
+	if in.iFlags&flagExtents != 0 {
+		return f.checkExtentRoot(in)
+	}
+	for i := 0; i < 12; i++ { // the direct blocks only, as ext4_ind_check_inode
+		b := uint64(binary.LittleEndian.Uint32(in.iBlock[4*i:]))
+		if b != 0 && !f.blockValid(b, 1) {
+			return fmt.Errorf("%w: invalid block %d in the block map", ErrCorrupt, b)
+		}
+	}
+	return nil
+}
+
+// blockValid is ext4_inode_block_valid without the system zone: n blocks
+// from start lie after the first data block and within the filesystem.
+func (f *FS) blockValid(start, n uint64) bool {
+	return start > uint64(f.sb.sFirstDataBlock) && start+n >= start && start+n <= f.sb.sBlocksCount
+}
+
+// checkExtentRoot is __ext4_ext_check on the extent root in i_block: its
+// header, and each entry's blocks and order (ext4_valid_extent_entries).
+func (f *FS) checkExtentRoot(in *inode) error {
+	h, err := decodeExtentHeader(in.iBlock[:])
+	if err != nil {
+		return err
+	}
+	if h.ehEntries == 0 && h.ehDepth > 0 {
+		return fmt.Errorf("%w: extent root of depth %d without entries", ErrCorrupt, h.ehDepth)
+	}
+	var next uint64 // the first logical block an entry may start at
+	for i := 0; i < int(h.ehEntries); i++ {
+		e := in.iBlock[12+12*i : 24+12*i]
+		lblk := uint64(binary.LittleEndian.Uint32(e))
+		if i > 0 && lblk < next {
+			return fmt.Errorf("%w: extent entries out of order", ErrCorrupt)
+		}
+		if h.ehDepth > 0 {
+			child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
+			if !f.blockValid(child, 1) {
+				return fmt.Errorf("%w: extent index points to block %d", ErrCorrupt, child)
+			}
+			next = lblk + 1
+			continue
+		}
+		ln := uint64(binary.LittleEndian.Uint16(e[4:]))
+		if ln > initMaxLen {
+			ln -= initMaxLen
+		}
+		phys := uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:]))
+		if ln == 0 || !f.blockValid(phys, ln) {
+			return fmt.Errorf("%w: extent maps %d blocks at block %d", ErrCorrupt, ln, phys)
+		}
+		next = lblk + ln
+	}
+	return nil
+}
+
+// isFastSymlink is ext4_inode_is_fast_symlink: the target lies in i_block.
+// Without ea_inode, a symlink is fast when it owns no blocks besides an
+// xattr block; with it, when its size fits i_block.
+func (f *FS) isFastSymlink(in *inode) bool {
+	if f.sb.incompat(incompatEAInode) {
+		return in.iSize != 0 && in.iSize < uint64(len(in.iBlock))
+	}
+	if in.iFlags&flagInlineData != 0 {
+		return false
+	}
+	var ea uint64
+	if in.iFileACL != 0 {
+		ea = f.bs << (f.sb.sLogClusterSize - f.sb.sLogBlockSize) >> 9
+	}
+	return in.iBlocks == ea
 }
 
 // verifyInode checks the metadata_csum inode checksum (see inodeChecksum).

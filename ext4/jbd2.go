@@ -20,10 +20,20 @@ const (
 	jbdRevoke       = 5 // JBD2_REVOKE_BLOCK
 
 	// s_feature_incompat bits.
-	jbdFeatureRevoke = 0x1  // JBD2_FEATURE_INCOMPAT_REVOKE
-	jbdFeature64bit  = 0x2  // JBD2_FEATURE_INCOMPAT_64BIT
-	jbdFeatureCsumV2 = 0x8  // JBD2_FEATURE_INCOMPAT_CSUM_V2
-	jbdFeatureCsumV3 = 0x10 // JBD2_FEATURE_INCOMPAT_CSUM_V3
+	jbdFeatureRevoke      = 0x1  // JBD2_FEATURE_INCOMPAT_REVOKE
+	jbdFeature64bit       = 0x2  // JBD2_FEATURE_INCOMPAT_64BIT
+	jbdFeatureAsyncCommit = 0x4  // JBD2_FEATURE_INCOMPAT_ASYNC_COMMIT
+	jbdFeatureCsumV2      = 0x8  // JBD2_FEATURE_INCOMPAT_CSUM_V2
+	jbdFeatureCsumV3      = 0x10 // JBD2_FEATURE_INCOMPAT_CSUM_V3
+	jbdFeatureFastCommit  = 0x20 // JBD2_FEATURE_INCOMPAT_FAST_COMMIT
+	jbdKnownIncompat      = 0x3F // JBD2_KNOWN_INCOMPAT_FEATURES
+
+	jbdFeatureCompatChecksum = 0x1 // JBD2_FEATURE_COMPAT_CHECKSUM (v1)
+
+	jbdCrc32cChksum    = 4    // JBD2_CRC32C_CHKSUM, s_checksum_type
+	jbdMinJournalBlock = 1024 // JBD2_MIN_JOURNAL_BLOCKS
+	jbdSuperblockSize  = 1024 // sizeof(journal_superblock_t)
+	jbdSbChecksumOff   = 0xFC // s_checksum
 
 	// t_flags bits of a descriptor tag.
 	jbdFlagEscape   = 0x1 // JBD2_FLAG_ESCAPE: the block began with the magic, zeroed in the log
@@ -33,6 +43,7 @@ const (
 	jbdHeaderSize       = 12 // journal_header_t
 	jbdRevokeHeaderSize = 16 // jbd2_journal_revoke_header_t
 	jbdCommitChksumOff  = 16 // commit_header.h_chksum[0]
+	jbdCommitSecOff     = 48 // commit_header.h_commit_sec
 )
 
 // journalHeader is journal_header_t, at the start of every metadata block.
@@ -58,12 +69,16 @@ type journalSuperblock struct {
 	sFirst           uint32 // first block of the log
 	sSequence        uint32 // first commit ID expected in the log
 	sStart           uint32 // block of the start of the log; 0: nothing to replay
+	sFeatureCompat   uint32 // v2 only
 	sFeatureIncompat uint32 // v2 only
+	sFeatureRoCompat uint32 // v2 only
 	sUUID            [16]byte
+	sChecksumType    uint8
+	sChecksum        uint32
 }
 
 func decodeJournalSuperblock(b []byte) (journalSuperblock, error) {
-	if len(b) < 0x40 {
+	if len(b) < jbdSuperblockSize {
 		return journalSuperblock{}, fmt.Errorf("%w: journal superblock of %d bytes", ErrCorrupt, len(b))
 	}
 	be32 := func(o int) uint32 { return binary.BigEndian.Uint32(b[o:]) }
@@ -80,7 +95,11 @@ func decodeJournalSuperblock(b []byte) (journalSuperblock, error) {
 	case js.sHeader.hMagic != jbdMagic:
 		return js, fmt.Errorf("%w: journal superblock magic %#x", ErrCorrupt, js.sHeader.hMagic)
 	case js.sHeader.hBlocktype == jbdSuperblockV2:
+		js.sFeatureCompat = be32(0x24)
 		js.sFeatureIncompat = be32(0x28)
+		js.sFeatureRoCompat = be32(0x2C)
+		js.sChecksumType = b[0x50]
+		js.sChecksum = be32(jbdSbChecksumOff)
 	case js.sHeader.hBlocktype != jbdSuperblockV1:
 		return js, fmt.Errorf("%w: journal superblock type %d", ErrCorrupt, js.sHeader.hBlocktype)
 	}
@@ -88,6 +107,42 @@ func decodeJournalSuperblock(b []byte) (journalSuperblock, error) {
 }
 
 func (js *journalSuperblock) has(feature uint32) bool { return js.sFeatureIncompat&feature != 0 }
+
+// check applies the kernel's journal_check_superblock (fs/jbd2/journal.c),
+// which runs whenever ext4 loads its journal, recovery or not: where it
+// fails, the kernel refuses to mount. raw is the superblock block, bs the
+// filesystem block size and total the journal inode's length in blocks.
+func (js *journalSuperblock) check(raw []byte, bs, total uint64) error {
+	switch {
+	case uint64(js.sBlocksize) != bs:
+		return fmt.Errorf("%w: journal block size %d, filesystem %d", ErrCorrupt, js.sBlocksize, bs)
+	case uint64(js.sMaxlen) > total:
+		return fmt.Errorf("%w: journal of %d blocks in a journal inode of %d", ErrCorrupt, js.sMaxlen, total)
+	case js.sFirst == 0 || uint64(js.sFirst) >= total:
+		return fmt.Errorf("%w: journal log starts at block %d", ErrCorrupt, js.sFirst)
+	case js.sHeader.hBlocktype != jbdSuperblockV2:
+		return nil // v1 has no features and no checksum
+	case js.sFeatureRoCompat != 0 || js.sFeatureIncompat&^jbdKnownIncompat != 0:
+		return fmt.Errorf("%w: journal features incompat %#x ro_compat %#x", ErrUnsupported, js.sFeatureIncompat, js.sFeatureRoCompat)
+	case js.sMaxlen < jbdMinJournalBlock:
+		return fmt.Errorf("%w: journal of %d blocks, fewer than %d", ErrCorrupt, js.sMaxlen, jbdMinJournalBlock)
+	case js.has(jbdFeatureCsumV2) && js.has(jbdFeatureCsumV3):
+		return fmt.Errorf("%w: journal checksums v2 and v3 at once", ErrCorrupt)
+	case js.csum() && js.sFeatureCompat&jbdFeatureCompatChecksum != 0:
+		return fmt.Errorf("%w: journal checksums v1 and v2/v3 at once", ErrCorrupt)
+	case !js.csum():
+		return nil
+	case js.sChecksumType != jbdCrc32cChksum:
+		return fmt.Errorf("%w: journal checksum type %d", ErrCorrupt, js.sChecksumType)
+	}
+	c := crc32c(^uint32(0), raw[:jbdSbChecksumOff])
+	c = crc32c(c, []byte{0, 0, 0, 0})
+	c = crc32c(c, raw[jbdSbChecksumOff+4:jbdSuperblockSize])
+	if c != js.sChecksum {
+		return fmt.Errorf("%w: journal superblock checksum %#x, computed %#x", ErrChecksum, js.sChecksum, c)
+	}
+	return nil
+}
 
 // csum reports whether blocks carry checksums (csum v2 or v3).
 func (js *journalSuperblock) csum() bool { return js.has(jbdFeatureCsumV2 | jbdFeatureCsumV3) }
@@ -214,7 +269,11 @@ func decodeRevoke(b []byte, js *journalSuperblock) ([]uint64, error) {
 }
 
 // commitOK reports whether a commit block (commit_header) is intact: its
-// checksum when the journal has them. A torn commit ends the log.
+// checksum when the journal has them.
 func commitOK(b []byte, js *journalSuperblock) bool {
 	return js.blockCsumOK(b, jbdCommitChksumOff)
 }
+
+// commitTime is a commit block's h_commit_sec, which recovery compares to
+// tell a damaged transaction from a stale block of an older log.
+func commitTime(b []byte) uint64 { return binary.BigEndian.Uint64(b[jbdCommitSecOff:]) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"syscall"
 
 	"github.com/chestfs/chestfs/blockdev"
 )
@@ -67,16 +68,35 @@ func (o *overlay) ReadAtRun(p []byte, off, end int64) (int, error) {
 }
 
 // replayJournal scans the internal journal and returns the overlay of
-// committed, unrevoked blocks (nil if there is nothing to replay).
+// committed, unrevoked blocks (nil if there is nothing to replay). It
+// follows the kernel's jbd2 recovery (fs/jbd2/recovery.c): where that
+// recovery fails, and with it the mount, so does Open.
 func (f *FS) replayJournal() (*overlay, error) {
 	sc, err := f.openJournal()
-	if err != nil || sc == nil {
+	if err != nil || sc == nil || sc.js.sStart == 0 {
 		return nil, err
+	}
+	if sc.js.has(jbdFeatureFastCommit) {
+		return nil, fmt.Errorf("%w: replaying a journal with fast commits", ErrUnsupported)
 	}
 	if err := sc.scan(); err != nil {
 		return nil, err
 	}
-	return sc.overlay(), nil
+	return sc.overlay()
+}
+
+// checkJournal loads and checks the journal superblock of a journaled
+// filesystem that needs no recovery: the kernel loads it at every mount
+// and refuses the filesystem when the check fails.
+func (f *FS) checkJournal() error {
+	if !f.sb.compat(compatHasJournal) || f.sb.sJournalInum == 0 || f.sb.incompat(incompatJournalDev) {
+		return nil
+	}
+	_, err := f.openJournal()
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
 }
 
 // journalScan is the state of one pass over the log.
@@ -91,13 +111,20 @@ type journalScan struct {
 	revoked    map[uint64]uint32 // fs block -> highest revoking sequence
 	pendTags   []loggedBlock     // of the open transaction
 	pendRevoke []uint64
+	revokeErr  error // a bad revoke record count in the open transaction
+
+	// needCheck: a descriptor or revoke block failed its checksum, so the
+	// next commit decides between a damaged log and stale blocks.
+	needCheck  bool
+	lastCommit uint64 // h_commit_sec of the last commit
 }
 
 // loggedBlock is a filesystem block's content in the log.
 type loggedBlock struct {
-	fsblk uint64 // ^0: failed its checksum, skipped
-	phys  uint64 // physical block of the data
-	esc   bool
+	fsblk  uint64
+	phys   uint64 // physical block of the data
+	esc    bool
+	csumOK bool // the tag's data checksum matches (or there is none)
 }
 
 type journalTxn struct {
@@ -105,8 +132,9 @@ type journalTxn struct {
 	blocks []loggedBlock
 }
 
-// openJournal reads and checks the journal superblock; nil when the
-// journal is empty.
+// openJournal reads and checks the journal inode and superblock as the
+// kernel does when it loads the journal (ext4_get_journal_inode,
+// journal_check_superblock).
 func (f *FS) openJournal() (*journalScan, error) {
 	if !f.sb.compat(compatHasJournal) || f.sb.sJournalInum == 0 {
 		return nil, fmt.Errorf("%w: needs_recovery without an internal journal", ErrUnsupported)
@@ -115,6 +143,9 @@ func (f *FS) openJournal() (*journalScan, error) {
 	jin, err := f.readInode(uint64(f.sb.sJournalInum))
 	if err != nil {
 		return nil, fmt.Errorf("journal inode %d: %w", f.sb.sJournalInum, err)
+	}
+	if jin.iLinks == 0 || jin.fileType() != syscall.S_IFREG {
+		return nil, fmt.Errorf("%w: journal inode %d: mode %#o, %d links", ErrCorrupt, jin.ino, jin.iMode, jin.iLinks)
 	}
 	sc := &journalScan{f: f, jin: jin, revoked: map[uint64]uint32{}}
 	buf := make([]byte, f.bs)
@@ -125,15 +156,14 @@ func (f *FS) openJournal() (*journalScan, error) {
 		return nil, err
 	}
 	js := &sc.js
-	if uint64(js.sBlocksize) != f.bs {
-		return nil, fmt.Errorf("%w: journal block size %d", ErrUnsupported, js.sBlocksize)
+	if err := js.check(buf, f.bs, jin.iSize>>f.bits); err != nil {
+		return nil, err
 	}
 	if js.sStart == 0 {
-		return nil, nil // the journal is empty: nothing to replay
+		return sc, nil // the journal is empty: nothing to replay
 	}
 	first, start, maxlen := uint64(js.sFirst), uint64(js.sStart), uint64(js.sMaxlen)
-	if first == 0 || first >= maxlen || start < first || start >= maxlen || maxlen > jin.iSize>>f.bits ||
-		maxlen > f.sb.sBlocksCount {
+	if first >= maxlen || start < first || start >= maxlen || maxlen > f.sb.sBlocksCount {
 		return nil, fmt.Errorf("%w: journal geometry first %d start %d length %d", ErrCorrupt, first, start, maxlen)
 	}
 	sc.seq, sc.blk = js.sSequence, start
@@ -170,7 +200,7 @@ func (sc *journalScan) next(b uint64) uint64 {
 }
 
 // scan reads the log from s_start until a block that is not the next one
-// of the expected transaction (or is torn), at most once around.
+// of the expected transaction, at most once around.
 func (sc *journalScan) scan() error {
 	buf := make([]byte, sc.f.bs)
 	maxlen := uint64(sc.js.sMaxlen)
@@ -198,25 +228,61 @@ func (sc *journalScan) block(typ uint32, buf []byte) (more bool, used uint64, er
 	switch typ {
 	case jbdDescriptor:
 		if !sc.js.blockCsumOK(buf, len(buf)-4) {
-			return false, 0, nil // a torn or damaged descriptor ends the log
+			// Maybe a stale block: the commit decides (see commit). Its
+			// tags are skipped, as the kernel's scan pass skips them.
+			sc.needCheck = true
+			n := uint64(len(decodeDescriptorTags(buf, &sc.js)))
+			for i := uint64(0); i < n; i++ {
+				sc.blk = sc.next(sc.blk)
+			}
+			return true, n, nil
 		}
 		used, err := sc.descriptor(buf)
 		return err == nil, used, err
 	case jbdRevoke:
+		if !sc.js.blockCsumOK(buf, len(buf)-4) {
+			sc.needCheck = true
+		}
 		if sc.js.sHeader.hBlocktype == jbdSuperblockV2 && !sc.js.has(jbdFeatureRevoke) {
 			return true, 0, nil
 		}
 		blocks, err := decodeRevoke(buf, &sc.js)
-		sc.pendRevoke = append(sc.pendRevoke, blocks...)
-		return err == nil, 0, err
-	case jbdCommit:
-		if !commitOK(buf, &sc.js) {
-			return false, 0, nil // an uncommitted (torn) transaction ends the log
+		if err != nil && sc.revokeErr == nil {
+			sc.revokeErr = err // fatal only if the transaction commits
 		}
-		sc.commit()
+		sc.pendRevoke = append(sc.pendRevoke, blocks...)
 		return true, 0, nil
+	case jbdCommit:
+		return sc.commitBlock(buf)
 	}
 	return false, 0, nil // an unknown block type ends the log
+}
+
+// commitBlock decides a commit block as the kernel's scan pass does: after
+// a damaged descriptor or revoke block, or with a damaged commit block
+// itself, a commit time older than the last one marks stale blocks of an
+// earlier log (the log ends there), and a newer one a damaged transaction,
+// for which the kernel refuses to mount. An intact commit closes the open
+// transaction.
+func (sc *journalScan) commitBlock(buf []byte) (bool, uint64, error) {
+	t := commitTime(buf)
+	switch {
+	case sc.needCheck && t >= sc.lastCommit:
+		return false, 0, fmt.Errorf("%w: journal transaction %d has a damaged descriptor or revoke block", ErrChecksum, sc.seq)
+	case sc.needCheck:
+		return false, 0, nil
+	case !commitOK(buf, &sc.js) && t < sc.lastCommit:
+		return false, 0, nil
+	case !commitOK(buf, &sc.js) && sc.js.has(jbdFeatureAsyncCommit):
+		return false, 0, nil // the transactions before it count
+	case !commitOK(buf, &sc.js):
+		return false, 0, fmt.Errorf("%w: journal transaction %d is corrupt (commit block checksum)", ErrChecksum, sc.seq)
+	case sc.revokeErr != nil:
+		return false, 0, fmt.Errorf("journal transaction %d: %w", sc.seq, sc.revokeErr)
+	}
+	sc.lastCommit = t
+	sc.commit()
+	return true, 0, nil
 }
 
 // descriptor records where each tagged block's new content lies: the log
@@ -232,16 +298,13 @@ func (sc *journalScan) descriptor(buf []byte) (uint64, error) {
 		if t.tBlocknr >= sc.f.sb.sBlocksCount {
 			return 0, fmt.Errorf("%w: journal tag for block %d", ErrCorrupt, t.tBlocknr)
 		}
-		lb := loggedBlock{fsblk: t.tBlocknr, phys: phys, esc: t.tFlags&jbdFlagEscape != 0}
+		lb := loggedBlock{fsblk: t.tBlocknr, phys: phys, esc: t.tFlags&jbdFlagEscape != 0, csumOK: true}
 		if sc.js.csum() {
-			// A mismatch skips that block, as the kernel does.
 			data := make([]byte, sc.f.bs)
 			if err := sc.f.readDev(data, phys); err != nil {
 				return 0, err
 			}
-			if !sc.js.dataCsumOK(sc.seq, data, t.tChecksum) {
-				lb.fsblk = ^uint64(0)
-			}
+			lb.csumOK = sc.js.dataCsumOK(sc.seq, data, t.tChecksum)
 		}
 		sc.pendTags = append(sc.pendTags, lb)
 	}
@@ -261,20 +324,21 @@ func (sc *journalScan) commit() {
 }
 
 // overlay maps each block to its newest committed, unrevoked copy (nil
-// when no transaction committed).
-func (sc *journalScan) overlay() *overlay {
+// when no transaction committed). A replayed block failing its data
+// checksum fails the kernel's recovery, hence the mount: an error here.
+func (sc *journalScan) overlay() (*overlay, error) {
 	if len(sc.txns) == 0 {
-		return nil
+		return nil, nil
 	}
 	f := sc.f
 	o := &overlay{base: f.r, bits: f.bits, src: map[uint64]journalSrc{}}
 	for _, t := range sc.txns {
 		for _, lb := range t.blocks {
-			if lb.fsblk == ^uint64(0) {
-				continue // failed its checksum
-			}
 			if s, ok := sc.revoked[lb.fsblk]; ok && int32(s-t.seq) >= 0 {
 				continue
+			}
+			if !lb.csumOK {
+				return nil, fmt.Errorf("%w: journal transaction %d: logged copy of block %d", ErrChecksum, t.seq, lb.fsblk)
 			}
 			o.src[lb.fsblk] = journalSrc{phys: lb.phys, escape: lb.esc}
 		}
@@ -283,5 +347,5 @@ func (sc *journalScan) overlay() *overlay {
 		o.blocks = append(o.blocks, b)
 	}
 	sort.Slice(o.blocks, func(i, j int) bool { return o.blocks[i] < o.blocks[j] })
-	return o
+	return o, nil
 }

@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chestfs/chestfs/blockdev"
 	"github.com/chestfs/chestfs/blockdev/luks"
@@ -183,11 +185,14 @@ func BenchmarkMountReadLUKS(b *testing.B) {
 
 // BenchmarkRawReadLUKS calls the server's READ handler directly with
 // kernel-sized requests (no FUSE round trip): the cost of ext4 + volume +
-// xts alone.
+// xts alone. observe=on goes through the wrapper of Options.Observe with a
+// counting observer, as a metrics-enabled mount does.
 func BenchmarkRawReadLUKS(b *testing.B) {
 	requireFUSE(b) // root, to build the image through a loop mount
 	fsys := encryptedFS(b, benchMB(b))
-	r := newRawFS(fsys)
+	raw := newRawFS(fsys)
+	var observed atomic.Int64
+	observer := &tracedFS{rawFS: raw, observe: func(op string, d time.Duration, n int, err error) { observed.Add(int64(n)) }}
 	ino, err := fsys.Lookup(ext4.RootIno, "big")
 	if err != nil {
 		b.Fatal(err)
@@ -197,18 +202,28 @@ func BenchmarkRawReadLUKS(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, size := range []int{128 << 10, 1 << 20} {
-		b.Run(fmt.Sprintf("req=%dK", size>>10), func(b *testing.B) {
-			buf := make([]byte, size)
-			b.SetBytes(int64(st.Size))
-			for i := 0; i < b.N; i++ {
-				for off := uint64(0); off < st.Size; off += uint64(size) {
-					res, code := r.Read(nil, &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: ino}, Offset: off, Size: uint32(size)}, buf)
-					if !code.Ok() || res.Size() == 0 {
-						b.Fatalf("read at %d: %v", off, code)
+		for _, observe := range []bool{false, true} {
+			var r fuse.RawFileSystem = raw
+			name := fmt.Sprintf("req=%dK/observe=off", size>>10)
+			if observe {
+				r, name = observer, fmt.Sprintf("req=%dK/observe=on", size>>10)
+			}
+			b.Run(name, func(b *testing.B) {
+				buf := make([]byte, size)
+				b.SetBytes(int64(st.Size))
+				for i := 0; i < b.N; i++ {
+					for off := uint64(0); off < st.Size; off += uint64(size) {
+						res, code := r.Read(nil, &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: ino}, Offset: off, Size: uint32(size)}, buf)
+						if !code.Ok() || res.Size() == 0 {
+							b.Fatalf("read at %d: %v", off, code)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
+	}
+	if observed.Load() == 0 {
+		b.Error("the observer saw no bytes")
 	}
 }
 

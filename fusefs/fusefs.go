@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/chestfs/chestfs/ext4"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -37,6 +38,12 @@ type Options struct {
 	FsName string
 	// Name is the subtype: the type shows as "fuse.<Name>"; default "chestfs".
 	Name string
+	// Observe, when set, is called once per FUSE request after it is
+	// answered, from the serving goroutines (concurrently): the operation
+	// as the Debug trace names it ("lookup", "read", "getattr"...), the
+	// time taken, the bytes of file data returned (reads only, else 0),
+	// and nil or the syscall.Errno answered. For metrics; it must be fast.
+	Observe func(op string, d time.Duration, n int, err error)
 }
 
 const (
@@ -115,8 +122,8 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 	}
 	raw := newRawFS(fsys)
 	var served fuse.RawFileSystem = raw
-	if opts.Debug {
-		served = &tracedFS{raw}
+	if opts.Debug || opts.Observe != nil {
+		served = &tracedFS{rawFS: raw, log: opts.Debug, observe: opts.Observe}
 	}
 	srv, err := fuse.NewServer(served, abs, mo)
 	if err != nil {

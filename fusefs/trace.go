@@ -9,13 +9,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tracedFS is the request trace of Options.Debug: for every request it logs
-// (slog, debug level) the operation, node IDs, offsets, sizes, the result
-// and the time taken. Never names, file data, link targets, directory
-// entries or xattr names and values: logs leave the confidential guest
-// (go-fuse's own Debug trace prints all of those; see
-// Options.UnsafeTraceContent).
-type tracedFS struct{ *rawFS }
+// tracedFS wraps rawFS when Options.Debug or Options.Observe is set; a
+// mount with neither serves rawFS directly and pays nothing.
+//
+// The Debug trace logs (slog, debug level) for every request the
+// operation, node IDs, offsets, sizes, the result and the time taken. Never
+// names, file data, link targets, directory entries or xattr names and
+// values: logs leave the confidential guest (go-fuse's own Debug trace
+// prints all of those; see Options.UnsafeTraceContent). The log attributes
+// are built only when logging, so an Observe-only mount does not allocate
+// per request.
+type tracedFS struct {
+	*rawFS
+	log     bool
+	observe func(op string, d time.Duration, n int, err error)
+}
+
+// observed reports one finished request to Options.Observe.
+func (t *tracedFS) observed(op string, t0 time.Time, st fuse.Status, n int) {
+	if t.observe == nil {
+		return
+	}
+	var err error
+	if st != fuse.OK {
+		err = syscall.Errno(st)
+	}
+	t.observe(op, time.Since(t0), n, err)
+}
 
 func trace(op string, node uint64, t0 time.Time, st fuse.Status, attrs ...any) {
 	res := "OK"
@@ -31,48 +51,69 @@ func trace(op string, node uint64, t0 time.Time, st fuse.Status, attrs ...any) {
 func (t *tracedFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Lookup(cancel, h, name, out)
-	trace("lookup", h.NodeId, t0, st, "entry", out.NodeId)
+	if t.log {
+		trace("lookup", h.NodeId, t0, st, "entry", out.NodeId)
+	}
+	t.observed("lookup", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) Forget(nodeid, nlookup uint64) {
 	t0 := time.Now()
 	t.rawFS.Forget(nodeid, nlookup)
-	trace("forget", nodeid, t0, fuse.OK, "nlookup", nlookup)
+	if t.log {
+		trace("forget", nodeid, t0, fuse.OK, "nlookup", nlookup)
+	}
+	t.observed("forget", t0, fuse.OK, 0)
 }
 
 func (t *tracedFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.GetAttr(cancel, in, out)
-	trace("getattr", in.NodeId, t0, st, "size", out.Size)
+	if t.log {
+		trace("getattr", in.NodeId, t0, st, "size", out.Size)
+	}
+	t.observed("getattr", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Statx(cancel, in, out)
-	trace("statx", in.NodeId, t0, st, "size", out.Size)
+	if t.log {
+		trace("statx", in.NodeId, t0, st, "size", out.Size)
+	}
+	t.observed("statx", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Access(cancel, in)
-	trace("access", in.NodeId, t0, st, "mask", in.Mask)
+	if t.log {
+		trace("access", in.NodeId, t0, st, "mask", in.Mask)
+	}
+	t.observed("access", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
 	t0 := time.Now()
 	target, st := t.rawFS.Readlink(cancel, h)
-	trace("readlink", h.NodeId, t0, st, "size", len(target))
+	if t.log {
+		trace("readlink", h.NodeId, t0, st, "size", len(target))
+	}
+	t.observed("readlink", t0, st, 0)
 	return target, st
 }
 
 func (t *tracedFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Open(cancel, in, out)
-	trace("open", in.NodeId, t0, st, "flags", in.Flags)
+	if t.log {
+		trace("open", in.NodeId, t0, st, "flags", in.Flags)
+	}
+	t.observed("open", t0, st, 0)
 	return st
 }
 
@@ -83,89 +124,128 @@ func (t *tracedFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fu
 	if res != nil {
 		n = res.Size()
 	}
-	trace("read", in.NodeId, t0, st, "off", in.Offset, "size", in.Size, "n", n)
+	if t.log {
+		trace("read", in.NodeId, t0, st, "off", in.Offset, "size", in.Size, "n", n)
+	}
+	t.observed("read", t0, st, n)
 	return res, st
 }
 
 func (t *tracedFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	t0 := time.Now()
 	t.rawFS.Release(cancel, in)
-	trace("release", in.NodeId, t0, fuse.OK)
+	if t.log {
+		trace("release", in.NodeId, t0, fuse.OK)
+	}
+	t.observed("release", t0, fuse.OK, 0)
 }
 
 func (t *tracedFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Flush(cancel, in)
-	trace("flush", in.NodeId, t0, st)
+	if t.log {
+		trace("flush", in.NodeId, t0, st)
+	}
+	t.observed("flush", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Fsync(cancel, in)
-	trace("fsync", in.NodeId, t0, st)
+	if t.log {
+		trace("fsync", in.NodeId, t0, st)
+	}
+	t.observed("fsync", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.FsyncDir(cancel, in)
-	trace("fsyncdir", in.NodeId, t0, st)
+	if t.log {
+		trace("fsyncdir", in.NodeId, t0, st)
+	}
+	t.observed("fsyncdir", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.OpenDir(cancel, in, out)
-	trace("opendir", in.NodeId, t0, st, "fh", out.Fh)
+	if t.log {
+		trace("opendir", in.NodeId, t0, st, "fh", out.Fh)
+	}
+	t.observed("opendir", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) ReleaseDir(in *fuse.ReleaseIn) {
 	t0 := time.Now()
 	t.rawFS.ReleaseDir(in)
-	trace("releasedir", in.NodeId, t0, fuse.OK, "fh", in.Fh)
+	if t.log {
+		trace("releasedir", in.NodeId, t0, fuse.OK, "fh", in.Fh)
+	}
+	t.observed("releasedir", t0, fuse.OK, 0)
 }
 
 func (t *tracedFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.ReadDir(cancel, in, out)
-	trace("readdir", in.NodeId, t0, st, "off", in.Offset, "size", in.Size)
+	if t.log {
+		trace("readdir", in.NodeId, t0, st, "off", in.Offset, "size", in.Size)
+	}
+	t.observed("readdir", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.ReadDirPlus(cancel, in, out)
-	trace("readdirplus", in.NodeId, t0, st, "off", in.Offset, "size", in.Size)
+	if t.log {
+		trace("readdirplus", in.NodeId, t0, st, "off", in.Offset, "size", in.Size)
+	}
+	t.observed("readdirplus", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.StatFs(cancel, h, out)
-	trace("statfs", h.NodeId, t0, st)
+	if t.log {
+		trace("statfs", h.NodeId, t0, st)
+	}
+	t.observed("statfs", t0, st, 0)
 	return st
 }
 
 func (t *tracedFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	t0 := time.Now()
 	n, st := t.rawFS.GetXAttr(cancel, h, attr, dest)
-	trace("getxattr", h.NodeId, t0, st, "size", len(dest), "n", n)
+	if t.log {
+		trace("getxattr", h.NodeId, t0, st, "size", len(dest), "n", n)
+	}
+	t.observed("getxattr", t0, st, 0)
 	return n, st
 }
 
 func (t *tracedFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
 	t0 := time.Now()
 	n, st := t.rawFS.ListXAttr(cancel, h, dest)
-	trace("listxattr", h.NodeId, t0, st, "size", len(dest), "n", n)
+	if t.log {
+		trace("listxattr", h.NodeId, t0, st, "size", len(dest), "n", n)
+	}
+	t.observed("listxattr", t0, st, 0)
 	return n, st
 }
 
 func (t *tracedFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
 	t0 := time.Now()
 	st := t.rawFS.Ioctl(cancel, in, inbuf, out, outbuf)
-	trace("ioctl", in.NodeId, t0, st, "cmd", in.Cmd)
+	if t.log {
+		trace("ioctl", in.NodeId, t0, st, "cmd", in.Cmd)
+	}
+	t.observed("ioctl", t0, st, 0)
 	return st
 }
 
@@ -173,66 +253,114 @@ func (t *tracedFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte,
 // operation and node only.
 
 func (t *tracedFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	trace("setattr", in.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("setattr", in.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("setattr", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.SetAttr(cancel, in, out)
 }
 func (t *tracedFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	trace("mknod", in.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("mknod", in.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("mknod", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Mknod(cancel, in, name, out)
 }
 func (t *tracedFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	trace("mkdir", in.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("mkdir", in.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("mkdir", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Mkdir(cancel, in, name, out)
 }
 func (t *tracedFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	trace("unlink", h.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("unlink", h.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("unlink", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Unlink(cancel, h, name)
 }
 func (t *tracedFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	trace("rmdir", h.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("rmdir", h.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("rmdir", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Rmdir(cancel, h, name)
 }
 func (t *tracedFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	trace("rename", in.NodeId, time.Now(), fuse.EROFS, "newdir", in.Newdir)
+	if t.log {
+		trace("rename", in.NodeId, time.Now(), fuse.EROFS, "newdir", in.Newdir)
+	}
+	t.observed("rename", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Rename(cancel, in, oldName, newName)
 }
 func (t *tracedFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
-	trace("link", in.NodeId, time.Now(), fuse.EROFS, "old", in.Oldnodeid)
+	if t.log {
+		trace("link", in.NodeId, time.Now(), fuse.EROFS, "old", in.Oldnodeid)
+	}
+	t.observed("link", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Link(cancel, in, name, out)
 }
 func (t *tracedFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
-	trace("symlink", h.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("symlink", h.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("symlink", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Symlink(cancel, h, target, name, out)
 }
 func (t *tracedFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
-	trace("setxattr", in.NodeId, time.Now(), fuse.EROFS, "size", len(data))
+	if t.log {
+		trace("setxattr", in.NodeId, time.Now(), fuse.EROFS, "size", len(data))
+	}
+	t.observed("setxattr", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.SetXAttr(cancel, in, attr, data)
 }
 func (t *tracedFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
-	trace("removexattr", h.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("removexattr", h.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("removexattr", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.RemoveXAttr(cancel, h, attr)
 }
 func (t *tracedFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	trace("create", in.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("create", in.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("create", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Create(cancel, in, name, out)
 }
 func (t *tracedFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", len(data))
+	if t.log {
+		trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", len(data))
+	}
+	t.observed("write", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Write(cancel, in, data)
 }
 func (t *tracedFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
-	trace("tmpfile", in.NodeId, time.Now(), fuse.EROFS)
+	if t.log {
+		trace("tmpfile", in.NodeId, time.Now(), fuse.EROFS)
+	}
+	t.observed("tmpfile", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Tmpfile(cancel, in, out)
 }
 func (t *tracedFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
-	trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Size)
+	if t.log {
+		trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Size)
+	}
+	t.observed("write", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Writev(cancel, in, data)
 }
 func (t *tracedFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
-	trace("copyfilerange", in.NodeIdOut, time.Now(), fuse.EROFS, "from", in.NodeId, "size", in.Len)
+	if t.log {
+		trace("copyfilerange", in.NodeIdOut, time.Now(), fuse.EROFS, "from", in.NodeId, "size", in.Len)
+	}
+	t.observed("copyfilerange", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.CopyFileRange(cancel, in)
 }
 func (t *tracedFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	trace("fallocate", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Length)
+	if t.log {
+		trace("fallocate", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Length)
+	}
+	t.observed("fallocate", time.Now(), fuse.EROFS, 0)
 	return t.rawFS.Fallocate(cancel, in)
 }

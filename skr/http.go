@@ -56,6 +56,12 @@ type Options struct {
 	// DefaultAzureCredential (managed identity, workload identity, ...).
 	Token      string
 	Credential azcore.TokenCredential
+	// ClientID selects a user-assigned managed identity (the sidecar's
+	// azure_info.identity.client_id) when no Credential is given.
+	ClientID string
+	// AttestAPIVersion is the Azure Attestation api-version tried first
+	// (default MAAAPIVersion); on a 400 the other known version is tried.
+	AttestAPIVersion string
 	// Attempts bounds tries per request on 5xx, 429 and network errors (default 4).
 	Attempts int
 	// Backoff is the first retry delay, doubled each time up to 8 s (default 500 ms).
@@ -355,16 +361,45 @@ func (o *Options) do(ctx context.Context, what, method, url string, header http.
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 			lastErr = fmt.Errorf("skr: %s: %w", what, parseHTTPError(resp.StatusCode, data))
-			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && ra > 0 {
-				delay = min(time.Duration(ra)*time.Second, 8*time.Second)
-			}
-			o.log().Warn("server busy or failing, retrying", "what", what, "status", resp.StatusCode, "attempt", i+1)
 			if i == attempts-1 {
 				return resp.StatusCode, data, nil
 			}
+			if ra, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				// Honoured in full (an earlier retry would only be refused
+				// again, adding to the service's load), never below the backoff.
+				delay = max(delay, ra)
+				if dl, ok := ctx.Deadline(); ok && time.Now().Add(ra).After(dl) {
+					return 0, nil, fmt.Errorf("skr: %s: %w; the service asks to retry after %v, past the deadline",
+						what, parseHTTPError(resp.StatusCode, data), ra)
+				}
+			}
+			o.log().Warn("server busy or failing, retrying", "what", what, "status", resp.StatusCode, "attempt", i+1, "delay", delay)
 			continue
 		}
 		return resp.StatusCode, data, nil
 	}
 	return 0, nil, fmt.Errorf("skr: %s: giving up after %d attempts: %w", what, attempts, lastErr)
+}
+
+// maxRetryAfter caps the pause a Retry-After may ask for; a longer one ends
+// the request (the caller's deadline, or this, whichever is first).
+const maxRetryAfter = 60 * time.Second
+
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		d = time.Duration(min(s, int(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return 0, false
+	}
+	return min(max(d, 0), maxRetryAfter), true
 }

@@ -22,11 +22,33 @@ type ImportRequest struct {
 	} `json:"release_policy"`
 }
 
+// CheckOctKey refuses what Key Vault refuses for a symmetric key: oct-HSM
+// keys are AES keys of 16, 24 or 32 bytes.
+func CheckOctKey(n int) error {
+	switch n {
+	case 16, 24, 32:
+		return nil
+	case 0:
+		return errNoKey
+	}
+	return fmt.Errorf("skr: an oct-HSM key is an AES key of 16, 24 or 32 bytes; this one is %d bytes "+
+		"(for a longer LUKS passphrase use --kty RSA-HSM, whose 32-byte key is derived)", n)
+}
+
+// CheckRSAKey refuses RSA key sizes Key Vault does not import (2048, 3072, 4096 bits).
+func CheckRSAKey(priv *rsa.PrivateKey) error {
+	switch priv.N.BitLen() {
+	case 2048, 3072, 4096:
+		return nil
+	}
+	return fmt.Errorf("skr: an RSA-HSM key has 2048, 3072 or 4096 bits; this one has %d", priv.N.BitLen())
+}
+
 // ImportKey imports a symmetric key (kty oct-HSM) into vaultURL as name,
 // exportable under the release policy (JSON). It returns the new kid.
 func ImportKey(ctx context.Context, vaultURL, name string, key, policy []byte, opts Options) (string, error) {
-	if len(key) == 0 {
-		return "", errNoKey
+	if err := CheckOctKey(len(key)); err != nil {
+		return "", err
 	}
 	if _, err := ParsePolicy(policy); err != nil {
 		return "", err
@@ -43,6 +65,9 @@ func ImportKey(ctx context.Context, vaultURL, name string, key, policy []byte, o
 // is derived on release (DeriveKey). The JWK's base64 strings of the
 // private key cannot be wiped: a tool for setting up, not for a guest.
 func ImportRSAKey(ctx context.Context, vaultURL, name string, priv *rsa.PrivateKey, policy []byte, opts Options) (string, error) {
+	if err := CheckRSAKey(priv); err != nil {
+		return "", err
+	}
 	priv.Precompute()
 	enc := func(b *big.Int) string { return base64.RawURLEncoding.EncodeToString(b.Bytes()) }
 	jwk := map[string]any{"kty": "RSA-HSM", "n": enc(priv.N), "e": enc(big.NewInt(int64(priv.E))), "d": enc(priv.D),

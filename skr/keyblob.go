@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/chestfs/chestfs/attest"
 )
 
 // maxKeyBlob bounds the key blob JSON accepted.
@@ -21,6 +24,7 @@ const maxKeyBlob = 64 << 10
 type KeyBlob struct {
 	KID           string         `json:"kid"`
 	KTY           string         `json:"kty,omitempty"`
+	KeyOps        []string       `json:"key_ops,omitempty"`
 	Authority     Endpoint       `json:"authority"`
 	AKV           Endpoint       `json:"akv"`
 	KeyDerivation *KeyDerivation `json:"key_derivation,omitempty"`
@@ -28,6 +32,18 @@ type KeyBlob struct {
 	// extension the sidecar ignores. Where the key blob is part of an
 	// attested configuration, it pins one exact image version.
 	VerityRootHash string `json:"verity_root_hash,omitempty"`
+	// Identity and CertCache are the sidecar's azure_info (chestfs carries
+	// them in the key blob so that each release honours them): the
+	// user-assigned managed identity for the Key Vault token, and the VCEK
+	// certificate fallback for the SEV-SNP provider.
+	Identity  *Identity         `json:"identity,omitempty"`
+	CertCache *attest.CertCache `json:"certcache,omitempty"`
+}
+
+// Identity is the sidecar's azure_info.identity: a user-assigned managed
+// identity by client ID (empty: the system-assigned one).
+type Identity struct {
+	ClientID string `json:"client_id"`
 }
 
 // Endpoint is an Azure Attestation or Key Vault endpoint: a host[:port] or an
@@ -62,8 +78,31 @@ func ParseKeyBlob(data []byte) (*KeyBlob, error) {
 	return &b, nil
 }
 
+// placeholderRE matches the "<...>" placeholders of Microsoft's example files.
+var placeholderRE = regexp.MustCompile(`^\s*<[^<>]*>\s*$`)
+
+// placeholder names the first field that still holds a "<...>" placeholder
+// from Microsoft's example configuration.
+func (b *KeyBlob) placeholder() error {
+	fields := []struct{ name, v string }{{"kid", b.KID}, {"kty", b.KTY}, {"authority.endpoint", b.Authority.Endpoint},
+		{"akv.endpoint", b.AKV.Endpoint}, {"akv.bearer_token", b.AKV.BearerToken}}
+	if b.KeyDerivation != nil {
+		fields = append(fields, struct{ name, v string }{"key_derivation.salt", b.KeyDerivation.Salt},
+			struct{ name, v string }{"key_derivation.label", b.KeyDerivation.Label})
+	}
+	for _, f := range fields {
+		if placeholderRE.MatchString(f.v) {
+			return fmt.Errorf("skr: key blob: %s is still the placeholder %s from Microsoft's example: fill it in", f.name, strings.TrimSpace(f.v))
+		}
+	}
+	return nil
+}
+
 // Validate checks the fields ParseKeyBlob checks.
 func (b *KeyBlob) Validate() error {
+	if err := b.placeholder(); err != nil {
+		return err
+	}
 	name, version, _ := strings.Cut(b.KID, "/")
 	if !keyNameRE.MatchString(name) || (version != "" && !keyNameRE.MatchString(version)) {
 		return fmt.Errorf("skr: key blob: kid %q is not a Key Vault key name (optionally name/version)", b.KID)
@@ -111,5 +150,19 @@ func NormalizeEndpoint(ep string) (string, error) {
 	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
 		return "", fmt.Errorf("endpoint %q: want https://host[:port]", ep)
 	}
-	return "https://" + strings.ToLower(u.Host), nil
+	return "https://" + hostPort(u.Host), nil
+}
+
+// hostPort lowercases host[:port] and drops the default https port, so
+// that "v.vault.azure.net:443" and "v.vault.azure.net" compare equal (Key
+// Vault's kids never carry the port).
+func hostPort(h string) string {
+	h = strings.ToLower(h)
+	if host, port, err := net.SplitHostPort(h); err == nil && port == "443" {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return h
 }

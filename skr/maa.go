@@ -22,8 +22,30 @@ import (
 	"github.com/chestfs/chestfs/attest"
 )
 
-// MAAAPIVersion is the Azure Attestation API version used.
-const MAAAPIVersion = "2022-08-01"
+// Azure Attestation API versions. MAAAPIVersion is tried first: it is the
+// version Microsoft's confidential sidecar sends this exact request with
+// (SevSnpVm, the same report envelope and JSON runtime data) in production
+// on ACI and AKS. MAAAPIVersionAlt, the version the REST reference
+// documents today, is tried when an authority answers 400 to the first.
+const (
+	MAAAPIVersion    = "2020-10-01"
+	MAAAPIVersionAlt = "2022-08-01"
+)
+
+// attestVersions is the order of api-versions to try: first (if given and
+// known or not), then the known ones not yet tried.
+func attestVersions(first string) []string {
+	out := []string{}
+	if first != "" {
+		out = append(out, first)
+	}
+	for _, v := range []string{MAAAPIVersion, MAAAPIVersionAlt} {
+		if v != first {
+			out = append(out, v)
+		}
+	}
+	return out
+}
 
 // maxToken bounds an attestation token (Azure's are tens of KiB).
 const maxToken = 1 << 20
@@ -108,7 +130,7 @@ func Attest(ctx context.Context, authority string, ev *attest.Evidence, opts Opt
 		return "", nil, err
 	}
 	what := "attestation " + strings.TrimPrefix(base, "https://")
-	status, data, err := opts.do(ctx, what, http.MethodPost, base+"/attest/SevSnpVm?api-version="+MAAAPIVersion, nil, body)
+	status, data, err := attestPost(ctx, opts, what, base, body)
 	if err != nil {
 		return "", nil, err
 	}
@@ -133,6 +155,32 @@ func Attest(ctx context.Context, authority string, ev *attest.Evidence, opts Opt
 		return "", nil, err
 	}
 	return resp.Token, claims, nil
+}
+
+// attestPost posts the request with each api-version in turn while the
+// authority answers 400, and returns the first answer that is not a 400,
+// or the first 400 (the primary version's reason is the one to show).
+func attestPost(ctx context.Context, opts Options, what, base string, body []byte) (int, []byte, error) {
+	var firstStatus int
+	var firstData []byte
+	for i, v := range attestVersions(opts.AttestAPIVersion) {
+		status, data, err := opts.do(ctx, what, http.MethodPost, base+"/attest/SevSnpVm?api-version="+v, nil, body)
+		if err != nil {
+			return 0, nil, err
+		}
+		if status != http.StatusBadRequest {
+			if i > 0 {
+				opts.log().Info("attestation authority took the fallback api-version", "api_version", v)
+			}
+			return status, data, nil
+		}
+		if i == 0 {
+			firstStatus, firstData = status, data
+		}
+		opts.log().Warn("attestation authority answered 400; trying another api-version", "api_version", v,
+			"err", parseHTTPError(status, data).Error())
+	}
+	return firstStatus, firstData, nil
 }
 
 // jwks is a JSON Web Key Set as Azure Attestation serves it at {iss}/certs:

@@ -2,6 +2,7 @@ package skr
 
 import (
 	"context"
+	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -12,7 +13,9 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -71,26 +74,76 @@ func scopeFor(host string) string {
 }
 
 // bearer returns the Key Vault bearer token: Options.Token, $CHESTFS_AKV_TOKEN,
-// fallback (the key blob's), Options.Credential, or DefaultAzureCredential.
+// fallback (the key blob's), or one from Options.Credential, the managed or
+// workload identity Options.ClientID names, or DefaultAzureCredential.
+// Getting a token is retried (TokenAttempts, backoff from Options.Backoff)
+// as the sidecar does: the instance metadata service may not answer in
+// the first seconds of a container, and the SDK gives up after one probe.
 func (o *Options) bearer(ctx context.Context, host, fallback string) (string, error) {
 	for _, t := range []string{o.Token, os.Getenv(TokenEnv), fallback} {
 		if t = strings.TrimSpace(t); t != "" {
 			return t, nil
 		}
 	}
-	cred := o.Credential
-	if cred == nil {
-		c, err := azidentity.NewDefaultAzureCredential(nil)
+	delay := o.Backoff
+	if delay <= 0 {
+		delay = time.Second
+	}
+	var last error
+	for i := 0; i < TokenAttempts; i++ {
+		if i > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return "", fmt.Errorf("skr: Key Vault bearer token: %w (last error: %v)", ctx.Err(), last)
+			case <-t.C:
+			}
+			delay = min(2*delay, 8*time.Second)
+		}
+		// A fresh credential per try: DefaultAzureCredential remembers a
+		// failed metadata-service probe for its lifetime.
+		cred, err := o.credential()
 		if err != nil {
 			return "", fmt.Errorf("skr: no Key Vault credential: %w", err)
 		}
-		cred = c
+		tctx, cancel := context.WithTimeout(ctx, o.timeout())
+		tok, err := cred.GetToken(tctx, policy.TokenRequestOptions{Scopes: []string{scopeFor(host)}})
+		cancel()
+		if err == nil {
+			return tok.Token, nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+		o.log().Warn("Key Vault bearer token failed, retrying", "attempt", i+1, "err", oneLine(err.Error(), 300))
 	}
-	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scopeFor(host)}})
-	if err != nil {
-		return "", fmt.Errorf("skr: Key Vault bearer token (managed or workload identity): %v", oneLine(err.Error(), 300))
+	who := "managed or workload identity"
+	if o.ClientID != "" {
+		who = "managed identity client_id " + o.ClientID
 	}
-	return tok.Token, nil
+	return "", fmt.Errorf("skr: Key Vault bearer token (%s): giving up after %d attempts: %v", who, TokenAttempts, oneLine(last.Error(), 300))
+}
+
+// TokenAttempts bounds the tries for a Key Vault bearer token (the sidecar
+// makes 3 too).
+const TokenAttempts = 3
+
+// credential is Options.Credential, else the identity ClientID names
+// (workload identity when the federated token file is set, as on AKS;
+// else the managed identity), else DefaultAzureCredential.
+func (o *Options) credential() (azcore.TokenCredential, error) {
+	if o.Credential != nil {
+		return o.Credential, nil
+	}
+	if o.ClientID == "" {
+		return azidentity.NewDefaultAzureCredential(nil)
+	}
+	if os.Getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
+		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientID: o.ClientID})
+	}
+	return azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ID: azidentity.ClientID(o.ClientID)})
 }
 
 // VerifyReleaseJWS checks a release answer's JWS: its x5c chain must verify
@@ -150,7 +203,9 @@ func checkReleasedKID(kid, vaultHost, name, version string) error {
 		return fmt.Errorf("kid %q: %v", kid, err)
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if !strings.EqualFold(u.Host, vaultHost) || len(parts) < 2 || len(parts) > 3 || parts[0] != "keys" {
+	// Hosts compare without the default port: a key blob may say
+	// "v.vault.azure.net:443", the vault's kid never does.
+	if hostPort(u.Host) != hostPort(vaultHost) || len(parts) < 2 || len(parts) > 3 || parts[0] != "keys" {
 		return fmt.Errorf("released kid %q is not a key of %s", kid, vaultHost)
 	}
 	if !strings.EqualFold(parts[1], name) {
@@ -169,7 +224,7 @@ func ReleaseKey(ctx context.Context, vault, name, version, target string, priv *
 	return releaseKey(ctx, vault, name, version, target, priv, opts, "")
 }
 
-func releaseKey(ctx context.Context, vault, name, version, target string, priv *rsa.PrivateKey, opts Options, blobToken string) (*ReleasedKey, error) {
+func releaseKey(ctx context.Context, vault, name, version, target string, priv crypto.Decrypter, opts Options, blobToken string) (*ReleasedKey, error) {
 	base, err := NormalizeEndpoint(vault)
 	if err != nil {
 		return nil, fmt.Errorf("skr: key vault: %w", err)
@@ -232,7 +287,7 @@ func releaseKey(ctx context.Context, vault, name, version, target string, priv *
 	if k.KeyHSM == "" {
 		return nil, fmt.Errorf("skr: release response: %w: no key_hsm", ErrBadResponse)
 	}
-	enc, key, err := UnwrapKeyHSM(k.KeyHSM, priv)
+	enc, key, err := unwrapKeyHSM(k.KeyHSM, priv)
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func TestTokenOnlyToKeyVaultHosts(t *testing.T) {
 		if !errors.Is(err, skr.ErrTokenHost) {
 			t.Errorf("release to %s: err %v, want ErrTokenHost", vault, err)
 		}
-		_, err = skr.ImportKey(ctx, vault, "k", []byte("key"), []byte(`{"version":"1.0.0","anyOf":[{"authority":"x","allOf":[{"claim":"a","equals":"b"}]}]}`), opts)
+		_, err = skr.ImportKey(ctx, vault, "k", make([]byte, 32), []byte(`{"version":"1.0.0","anyOf":[{"authority":"x","allOf":[{"claim":"a","equals":"b"}]}]}`), opts)
 		if !errors.Is(err, skr.ErrTokenHost) {
 			t.Errorf("import to %s: err %v, want ErrTokenHost", vault, err)
 		}

@@ -95,10 +95,22 @@ func ReleaseSecret(ctx context.Context, blob *KeyBlob, provider attest.Provider,
 	if err := blob.Validate(); err != nil {
 		return nil, err
 	}
+	opts = opts.fromBlob(blob)
 	if blob.KTY == "RSA-HSM" || blob.KTY == "RSA" {
 		if blob.KeyDerivation == nil || strings.TrimSpace(blob.KeyDerivation.Salt) == "" {
-			return nil, fmt.Errorf("skr: key %q is %s: key_derivation.salt is required", blob.KID, blob.KTY)
+			// As the sidecar: HKDF with an empty salt. Said loudly, since a
+			// key imported with a salt then derives another key.
+			opts.log().Warn("RSA-HSM key without key_derivation.salt: deriving with an empty salt, as the sidecar does", "kid", blob.KID)
 		}
+	}
+	if snp, ok := provider.(*attest.SNP); ok && blob.CertCache != nil {
+		if err := blob.CertCache.Validate(); err != nil {
+			return nil, err
+		}
+		provider = snp.WithCertCache(blob.CertCache)
+	}
+	if gp, ok := provider.(attest.GuestProvider); ok {
+		return releaseGuest(ctx, blob, gp, opts) // vTPM guests: guest.go
 	}
 	opts, done, err := opts.withClient()
 	if err != nil {
@@ -138,6 +150,18 @@ func ReleaseSecret(ctx context.Context, blob *KeyBlob, provider attest.Provider,
 	}
 	opts.log().Info("key released", "kid", rel.KID, "kty", rel.KTY, "enc", rel.Enc)
 	return finalKey(blob, rel)
+}
+
+// fromBlob fills the options the key blob carries and o leaves unset: the
+// managed identity and the attestation API version.
+func (o Options) fromBlob(blob *KeyBlob) Options {
+	if o.ClientID == "" && blob.Identity != nil {
+		o.ClientID = strings.TrimSpace(blob.Identity.ClientID)
+	}
+	if o.AttestAPIVersion == "" {
+		o.AttestAPIVersion = strings.TrimPrefix(strings.TrimSpace(blob.Authority.APIVersion), "api-version=")
+	}
+	return o
 }
 
 // finalKey turns released material into the filesystem key, in secret

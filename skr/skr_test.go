@@ -98,8 +98,14 @@ func TestDeriveKey(t *testing.T) {
 	if err != nil || !bytes.Equal(gotL, wantL) || bytes.Equal(gotL, got) {
 		t.Fatalf("label: %x %v", gotL, err)
 	}
-	if _, err := DeriveKey(der, nil); err == nil || !strings.Contains(err.Error(), "salt") {
-		t.Fatalf("missing salt: %v", err)
+	// Issue 18 item 7: no salt derives with an empty salt, as the sidecar
+	// does (RFC 5869: an empty salt is a hash-length block of zeros).
+	wantE, _ := hkdf.Key(sha256.New, priv.D.Bytes(), make([]byte, 32), "Symmetric Encryption Key", 32)
+	for _, kd := range []*KeyDerivation{nil, {}, {Salt: " "}} {
+		gotE, err := DeriveKey(der, kd)
+		if err != nil || !bytes.Equal(gotE, wantE) {
+			t.Fatalf("empty salt %+v: %x %v", kd, gotE, err)
+		}
 	}
 	if _, err := DeriveKey(der, &KeyDerivation{Salt: "zz"}); err == nil {
 		t.Fatal("non-hex salt accepted")

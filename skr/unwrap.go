@@ -35,6 +35,18 @@ var ErrUnwrap = errors.New("skr: cannot unwrap the released key")
 // maxKeyHSM bounds the key_hsm field.
 const maxKeyHSM = 256 << 10
 
+func oaepCryptoHash(enc string) (crypto.Hash, error) {
+	switch enc {
+	case EncCKMRSAAESKeyWrap:
+		return crypto.SHA1, nil
+	case EncRSAAESKeyWrap256:
+		return crypto.SHA256, nil
+	case EncRSAAESKeyWrap384:
+		return crypto.SHA384, nil
+	}
+	return 0, fmt.Errorf("skr: unsupported key wrapping algorithm %q", enc)
+}
+
 func oaepHash(enc string) (func() hash.Hash, error) {
 	switch enc {
 	case EncCKMRSAAESKeyWrap:
@@ -101,6 +113,12 @@ func WrapKeyHSM(kid, enc string, pub *rsa.PublicKey, key []byte) (string, error)
 // UnwrapKeyHSM decrypts a key_hsm value with the ephemeral private key and
 // returns the wrapping algorithm and the key bytes.
 func UnwrapKeyHSM(value string, priv *rsa.PrivateKey) (string, []byte, error) {
+	return unwrapKeyHSM(value, priv)
+}
+
+// unwrapKeyHSM is UnwrapKeyHSM with any RSA decrypter: the ephemeral key
+// in memory, or one held by a TPM (vTPM guests).
+func unwrapKeyHSM(value string, priv crypto.Decrypter) (string, []byte, error) {
 	if len(value) > maxKeyHSM {
 		return "", nil, fmt.Errorf("skr: key_hsm larger than %d bytes", maxKeyHSM)
 	}
@@ -112,7 +130,7 @@ func UnwrapKeyHSM(value string, priv *rsa.PrivateKey) (string, []byte, error) {
 	if err := json.Unmarshal(raw, &k); err != nil {
 		return "", nil, fmt.Errorf("skr: key_hsm: %w", err)
 	}
-	h, err := oaepHash(k.Header.Enc)
+	h, err := oaepCryptoHash(k.Header.Enc)
 	if err != nil {
 		return "", nil, err
 	}
@@ -120,11 +138,15 @@ func UnwrapKeyHSM(value string, priv *rsa.PrivateKey) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("skr: key_hsm ciphertext: %w", err)
 	}
-	n := priv.Size()
+	pub, ok := priv.Public().(*rsa.PublicKey)
+	if !ok {
+		return "", nil, errors.New("skr: unwrap key is not RSA")
+	}
+	n := pub.Size()
 	if len(ct) < n+16 {
 		return "", nil, fmt.Errorf("skr: key_hsm ciphertext is %d bytes, shorter than the %d-byte RSA block plus a wrapped key", len(ct), n)
 	}
-	kek, err := rsa.DecryptOAEP(h(), nil, priv, ct[:n], nil)
+	kek, err := priv.Decrypt(nil, ct[:n], &rsa.OAEPOptions{Hash: h})
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: RSA-OAEP (%s): %v", ErrUnwrap, k.Header.Enc, err)
 	}
@@ -150,8 +172,8 @@ func decodeSalt(s string) ([]byte, error) {
 // DeriveKey turns a released RSA-HSM key (PKCS#8 DER) into the 32-byte
 // filesystem key: HKDF-SHA256 with IKM = the private exponent D
 // (big-endian), salt = hex-decoded kd.Salt, info = kd.Label or
-// DefaultDerivationLabel. A missing salt is an error: the sidecar silently
-// derives a different key then.
+// DefaultDerivationLabel. A missing salt (or kd nil) derives with an empty
+// salt, as the sidecar does.
 func DeriveKey(pkcs8 []byte, kd *KeyDerivation) ([]byte, error) {
 	b, err := deriveSecret(pkcs8, kd)
 	if err != nil {
@@ -163,8 +185,8 @@ func DeriveKey(pkcs8 []byte, kd *KeyDerivation) ([]byte, error) {
 
 // deriveSecret is DeriveKey into secret memory; the parsed RSA key is wiped.
 func deriveSecret(pkcs8 []byte, kd *KeyDerivation) (*secret.Buffer, error) {
-	if kd == nil || strings.TrimSpace(kd.Salt) == "" {
-		return nil, errors.New("skr: RSA-HSM key needs key_derivation.salt to derive the filesystem key")
+	if kd == nil {
+		kd = &KeyDerivation{}
 	}
 	salt, err := decodeSalt(kd.Salt)
 	if err != nil {

@@ -102,7 +102,7 @@ func TestWireFormats(t *testing.T) {
 
 	// Azure Attestation: POST /attest/SevSnpVm?api-version=..., report and runtimeData as documented.
 	a := attests[0]
-	if !strings.Contains(a.query, "api-version=2022-08-01") {
+	if !strings.Contains(a.query, "api-version="+skr.MAAAPIVersion) {
 		t.Errorf("attest query %q", a.query)
 	}
 	var body struct {

@@ -174,16 +174,33 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestBackoffHonoursRetryAfter(t *testing.T) {
+// Retry-After is honoured in full (not capped at MaxRetryDelay), in
+// seconds or as an HTTP date, up to maxRetryAfter.
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+		ok   bool
+	}{
+		{"2", 2 * time.Second, true},
+		{"0", 0, true},
+		{"100", maxRetryAfter, true},
+		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{"", 0, false}, {"-3", 0, false}, {"soon", 0, false},
+	} {
+		d, ok := retryAfter(responseError(503, "ServerBusy", "Retry-After", tc.v), now)
+		if d != tc.want || ok != tc.ok {
+			t.Errorf("Retry-After %q: %v %v, want %v %v", tc.v, d, ok, tc.want, tc.ok)
+		}
+	}
+	if _, ok := retryAfter(errors.New("x"), now); ok {
+		t.Error("a non-HTTP error has a Retry-After")
+	}
 	b := &Blob{o: Options{RetryDelay: time.Millisecond, MaxRetryDelay: 3 * time.Second}}
-	if d := b.backoff(0, responseError(503, "ServerBusy", "Retry-After", "2")); d < 2*time.Second || d > 3*time.Second {
-		t.Fatalf("Retry-After 2: %v", d)
-	}
-	if d := b.backoff(0, responseError(503, "ServerBusy", "Retry-After", "100")); d != 3*time.Second {
-		t.Fatalf("Retry-After 100 capped: %v", d)
-	}
 	for attempt := range 40 {
-		if d := b.backoff(attempt, errors.New("x")); d <= 0 || d > 3*time.Second {
+		if d := b.backoff(attempt); d <= 0 || d > 3*time.Second {
 			t.Fatalf("attempt %d: %v", attempt, d)
 		}
 	}

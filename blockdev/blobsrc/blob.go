@@ -36,6 +36,9 @@ var (
 	ErrAccessDenied = errors.New("access denied")
 	// ErrClosed: the Blob was closed.
 	ErrClosed = errors.New("azblob: source closed")
+	// ErrTimeout: a read got no (complete) answer within Options.IOTimeout,
+	// or the service asked (Retry-After) to wait past that deadline.
+	ErrTimeout = errors.New("no answer within the I/O timeout")
 )
 
 // Defaults for Options.
@@ -44,6 +47,23 @@ const (
 	DefaultTryTimeout    = 30 * time.Second
 	DefaultRetryDelay    = 250 * time.Millisecond
 	DefaultMaxRetryDelay = 8 * time.Second
+	// DefaultIOTimeout keeps an application's read under about 20 s when
+	// the service stalls: long enough for a few re-dialled tries and a
+	// throttled service's Retry-After, short enough that a stuck read is
+	// not mistaken for a hung machine.
+	DefaultIOTimeout = 20 * time.Second
+	// DefaultStallTimeout: Azure answers a ranged GET's headers in tens
+	// of milliseconds; 5 s without an answer or body progress means a
+	// dead connection, worth re-dialling.
+	DefaultStallTimeout = 5 * time.Second
+	// DefaultMinRate: a body slower than this over a StallTimeout is
+	// treated as stalled (a drip), its connection replaced.
+	DefaultMinRate = 16 << 10
+	// DefaultHedgeAfter: a GET without an answer after this gets a twin on
+	// another connection (see docs/faults.md for the measurements).
+	DefaultHedgeAfter = 2 * time.Second
+	// maxRetryAfter caps a server's Retry-After.
+	maxRetryAfter = 60 * time.Second
 	// maxGet bounds one ranged GET, so that a retry never repeats much and
 	// TryTimeout stays meaningful for large reads.
 	maxGet = 8 << 20
@@ -63,8 +83,31 @@ type Options struct {
 	// connection errors, timeouts, a body cut short). 0 means DefaultRetries;
 	// negative means none.
 	Retries int
+	// NoRetries turns retrying off (as a negative Retries does).
+	NoRetries bool
 	// TryTimeout bounds one try of one request, body included. 0 means DefaultTryTimeout.
 	TryTimeout time.Duration
+	// IOTimeout bounds one read (ReadAt, ReadVecAtContext) and Open as a
+	// whole, every try, backoff and Retry-After wait included; then it
+	// fails with ErrTimeout. 0 means DefaultIOTimeout; negative means no
+	// overall bound (each try is still bounded).
+	IOTimeout time.Duration
+	// StallTimeout abandons a try that got no response headers within it,
+	// or whose body brought fewer than MinRate bytes per second over a
+	// stretch of this length: its connection is closed and the next try,
+	// on a new connection, resumes where the body stopped. 0 means
+	// DefaultStallTimeout; negative turns the watch off.
+	StallTimeout time.Duration
+	// MinRate is in bytes per second; 0 means DefaultMinRate, negative
+	// means any progress at all is enough.
+	MinRate int64
+	// HedgeAfter sends a second identical GET on another connection when
+	// the first has not answered (headers) within it; the first answer
+	// wins and the other is cancelled. 0 means DefaultHedgeAfter;
+	// negative turns hedging off.
+	HedgeAfter time.Duration
+	// NoHedge turns hedging off (as a negative HedgeAfter does).
+	NoHedge bool
 	// RetryDelay is the first backoff, doubled each retry up to MaxRetryDelay
 	// (with jitter). 0 means the defaults.
 	RetryDelay, MaxRetryDelay time.Duration
@@ -79,6 +122,12 @@ type Options struct {
 }
 
 func (o *Options) norm() {
+	if o.NoRetries {
+		o.Retries = -1
+	}
+	if o.NoHedge {
+		o.HedgeAfter = -1
+	}
 	switch {
 	case o.Retries == 0:
 		o.Retries = DefaultRetries
@@ -93,6 +142,18 @@ func (o *Options) norm() {
 	}
 	if o.MaxRetryDelay <= 0 {
 		o.MaxRetryDelay = DefaultMaxRetryDelay
+	}
+	if o.IOTimeout == 0 {
+		o.IOTimeout = DefaultIOTimeout
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.MinRate == 0 {
+		o.MinRate = DefaultMinRate
+	}
+	if o.HedgeAfter == 0 {
+		o.HedgeAfter = DefaultHedgeAfter
 	}
 	if o.MaxRetryDelay < o.RetryDelay {
 		o.MaxRetryDelay = o.RetryDelay
@@ -126,6 +187,10 @@ type Stats struct {
 	Retries   int64 // tries repeated after a transient failure
 	Failures  int64 // reads that failed after all retries or permanently
 	BytesRead int64 // body bytes received
+	Stalls    int64 // tries abandoned for want of an answer or of body progress (StallTimeout)
+	Hedges    int64 // second GETs sent because the first was slow (HedgeAfter)
+	HedgeWins int64 // of those, the ones that answered first
+	Timeouts  int64 // reads that failed with ErrTimeout
 }
 
 // Blob is an Azure blob opened for reading. It implements blockdev.Source and
@@ -143,7 +208,12 @@ type Blob struct {
 	cancel context.CancelFunc
 
 	requests, retries, failures, bytesRead atomic.Int64
-	changedOnce                            sync.Once
+	stalls, hedges, hedgeWins, timeouts    atomic.Int64
+	// notBefore (UnixNano) is when the service said (Retry-After) it
+	// wants to hear from us again: no request of this Blob goes out
+	// earlier.
+	notBefore   atomic.Int64
+	changedOnce sync.Once
 }
 
 var _ blockdev.Source = (*Blob)(nil)
@@ -191,9 +261,12 @@ func open(ctx context.Context, bu *blobURL, creds credentials, mode string, opts
 	}
 	b := &Blob{client: c, url: bu, auth: mode, o: opts}
 	var props blob.GetPropertiesResponse
-	err = b.retry(ctx, "open", func(tctx context.Context) error {
+	ctx, cancel := b.deadline(ctx)
+	defer cancel()
+	err = b.retry(ctx, "open", func(tctx context.Context, p *progress) error {
 		var err error
 		props, err = c.GetProperties(tctx, nil)
+		p.answered()
 		return err
 	})
 	if err != nil {
@@ -228,7 +301,8 @@ func (b *Blob) URL() string { return b.url.String() }
 
 // Stats returns the traffic counters.
 func (b *Blob) Stats() Stats {
-	return Stats{Requests: b.requests.Load(), Retries: b.retries.Load(), Failures: b.failures.Load(), BytesRead: b.bytesRead.Load()}
+	return Stats{Requests: b.requests.Load(), Retries: b.retries.Load(), Failures: b.failures.Load(), BytesRead: b.bytesRead.Load(),
+		Stalls: b.stalls.Load(), Hedges: b.hedges.Load(), HedgeWins: b.hedgeWins.Load(), Timeouts: b.timeouts.Load()}
 }
 
 // Retries is the number of repeated tries so far (for the cache's statistics).
@@ -280,8 +354,8 @@ func (b *Blob) ReadVecAtContext(ctx context.Context, bufs [][]byte, off int64) (
 		bufs, eof = truncVec(bufs, rest), io.EOF
 		total = rest
 	}
-	// Stop on either the caller's ctx or Close.
-	ctx, cancel := context.WithCancel(ctx)
+	// Stop on the caller's ctx, Close or the I/O deadline.
+	ctx, cancel := b.deadline(ctx)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel)
 	defer stop()
@@ -294,6 +368,9 @@ func (b *Blob) ReadVecAtContext(ctx context.Context, bufs [][]byte, off int64) (
 		if err != nil {
 			if b.ctx.Err() != nil {
 				err = ErrClosed
+			}
+			if errors.Is(err, ErrTimeout) {
+				b.timeouts.Add(1)
 			}
 			b.failures.Add(1)
 			return int(n), err
@@ -358,16 +435,17 @@ func (b *Blob) get(ctx context.Context, bufs [][]byte, off int64) (int, error) {
 	got := 0
 	size := vecLen(bufs)
 	etag := b.etag
-	err := b.retry(ctx, "read", func(tctx context.Context) error {
+	err := b.retry(ctx, "read", func(tctx context.Context, p *progress) error {
 		want := int64(size - got)
-		b.requests.Add(1)
-		resp, err := b.client.DownloadStream(tctx, &blob.DownloadStreamOptions{
+		resp, done, err := b.download(tctx, &blob.DownloadStreamOptions{
 			Range:            blob.HTTPRange{Offset: off + int64(got), Count: want},
 			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &etag}},
 		})
+		p.answered()
 		if err != nil {
 			return err
 		}
+		defer done()
 		defer resp.Body.Close()
 		if resp.ETag != nil && *resp.ETag != etag {
 			// A server that ignored If-Match must still not hand us another version.
@@ -376,7 +454,7 @@ func (b *Blob) get(ctx context.Context, bufs [][]byte, off int64) (int, error) {
 		if resp.ContentLength != nil && *resp.ContentLength != want {
 			return &shortError{fmt.Sprintf("range of %d bytes answered with %d", want, *resp.ContentLength)}
 		}
-		n, err := readVec(resp.Body, bufs, got)
+		n, err := readVec(&countReader{r: resp.Body, p: p}, bufs, got)
 		got += n
 		b.bytesRead.Add(int64(n))
 		if err != nil {

@@ -467,7 +467,8 @@ func faultyBlob(t testing.TB, data []byte, o blobsrc.Options) (*blobsrc.Blob, *f
 func TestFaultsRetried(t *testing.T) {
 	data := imageData(6, 4<<20)
 	// More retries than faults in the plan: no read can run out.
-	b, p := faultyBlob(t, data, blobsrc.Options{Retries: 10, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond, TryTimeout: 3 * time.Second})
+	// No hedging: every fault must cost a retry of ours.
+	b, p := faultyBlob(t, data, blobsrc.Options{Retries: 10, RetryDelay: 5 * time.Millisecond, MaxRetryDelay: 20 * time.Millisecond, TryTimeout: 3 * time.Second, HedgeAfter: -1})
 	plan := []fault{busy, drop, truncate, pass, busy, busy, truncate, stall, pass, drop, truncate}
 	p.set(2*time.Millisecond, pass, plan...)
 	checkReads(t, b, data, 30)

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -25,26 +24,37 @@ type shortError struct{ msg string }
 func (e *shortError) Error() string { return e.msg }
 
 // retry runs try until it succeeds, fails permanently, the retries run out or
-// ctx is done. Each try gets its own TryTimeout.
-func (b *Blob) retry(ctx context.Context, op string, try func(context.Context) error) error {
+// ctx is done (its deadline is the read's IOTimeout). Each try gets its own
+// TryTimeout and stall watch; no try goes out before a Retry-After the
+// service asked for.
+func (b *Blob) retry(ctx context.Context, op string, try func(context.Context, *progress) error) error {
+	var last error
 	for attempt := 0; ; attempt++ {
-		tctx, cancel := context.WithTimeout(ctx, b.o.TryTimeout)
-		err := try(tctx)
-		cancel()
+		if err := b.waitTurn(ctx, last); err != nil {
+			if ctx.Err() != nil {
+				return b.ctxError(ctx, attempt, last)
+			}
+			return err
+		}
+		err := b.runTry(ctx, try)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return b.ctxError(ctx, attempt+1, last)
 		}
 		transient, out := b.classify(err)
 		if !transient {
 			return out
 		}
+		last = out
 		if attempt >= b.o.Retries {
 			return fmt.Errorf("%w (gave up after %d tries)", out, attempt+1)
 		}
-		d := b.backoff(attempt, err)
+		if ra, ok := retryAfter(err, time.Now()); ok {
+			b.holdOff(ra)
+		}
+		d := b.backoff(attempt)
 		b.retries.Add(1)
 		b.o.Logger.Debug("azblob: retrying", "op", op, "url", b.url.String(), "try", attempt+1, "delay", d, "err", out.Error())
 		t := time.NewTimer(d)
@@ -52,29 +62,30 @@ func (b *Blob) retry(ctx context.Context, op string, try func(context.Context) e
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return b.ctxError(ctx, attempt+1, last)
 		}
 	}
 }
 
-func (b *Blob) backoff(attempt int, err error) time.Duration {
+// backoff is the jittered exponential delay before retry attempt+1; a
+// Retry-After comes on top through holdOff.
+func (b *Blob) backoff(attempt int) time.Duration {
 	d := b.o.RetryDelay << min(attempt, 20)
 	if d > b.o.MaxRetryDelay || d <= 0 {
 		d = b.o.MaxRetryDelay
 	}
 	// Jitter in [d/2, d): parallel readers do not retry in lockstep.
-	d = d/2 + rand.N(d/2+1)
-	var re *azcore.ResponseError
-	if errors.As(err, &re) && re.RawResponse != nil {
-		if s, perr := strconv.Atoi(re.RawResponse.Header.Get("Retry-After")); perr == nil && s >= 0 {
-			d = max(d, min(time.Duration(s)*time.Second, b.o.MaxRetryDelay))
-		}
-	}
-	return d
+	return d/2 + rand.N(d/2+1)
 }
 
 func (b *Blob) classify(err error) (transient bool, out error) {
 	transient, out = classify(err, b.o.TryTimeout)
+	var dns *net.DNSError
+	if !transient && b.ctx != nil && errors.As(err, &dns) && dns.IsNotFound {
+		// The name resolved at Open: "not found" now is the resolver's
+		// trouble, worth another try.
+		return true, out
+	}
 	if errors.Is(out, errChanged) {
 		return false, b.changed()
 	}
@@ -88,6 +99,7 @@ func classify(err error, tryTimeout time.Duration) (transient bool, out error) {
 	var re *azcore.ResponseError
 	var ce *credError
 	var se *shortError
+	var st *stallError
 	var dns *net.DNSError
 	switch {
 	case errors.Is(err, errChanged):
@@ -113,6 +125,8 @@ func classify(err error, tryTimeout time.Duration) (transient bool, out error) {
 		return false, fmt.Errorf("HTTP %d %s%s", re.StatusCode, code, hint(re.StatusCode, code))
 	case errors.As(err, &se):
 		return true, se
+	case errors.As(err, &st):
+		return true, st
 	case errors.Is(err, context.DeadlineExceeded):
 		return true, fmt.Errorf("no answer within %v", tryTimeout)
 	case errors.As(err, &dns) && dns.IsNotFound:

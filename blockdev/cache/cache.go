@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/chestfs/chestfs/blockdev"
 )
@@ -28,10 +29,21 @@ const (
 	// minChunks is the smallest cache, whatever MaxBytes says.
 	minChunks = 4
 	nStreams  = 16
+	// DefaultMaxWaiters: far more readers than an application runs in
+	// parallel, few enough that their buffers (FUSE's, up to 1 MiB each)
+	// stay bounded when they all hang on a dead source.
+	DefaultMaxWaiters = 512
 )
 
-// ErrClosed is returned by reads on (or waiting in) a closed cache.
-var ErrClosed = errors.New("cache: closed")
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrClosed is returned by reads on (or waiting in) a closed cache.
+	ErrClosed = errors.New("cache: closed")
+	// ErrTimeout: a read waited Options.IOTimeout for its data.
+	ErrTimeout = errors.New("cache: no data within the I/O timeout")
+	// ErrBusy: Options.MaxWaiters reads were already waiting for the source.
+	ErrBusy = errors.New("cache: too many reads waiting for the source")
+)
 
 // ContextReaderAt is a source whose reads can be abandoned; the cache uses it
 // (when the source has it) to cancel fetches in flight on Close.
@@ -66,6 +78,16 @@ type Options struct {
 	// 8 MiB: with the default Readahead, four requests stay in flight.
 	// Negative: one chunk per request.
 	FetchBytes int
+	// IOTimeout bounds how long one read waits for its chunks (a fetch in
+	// flight, a free slot); then it fails with ErrTimeout while the fetch
+	// goes on for later reads. 0 or negative: no bound of the cache's own
+	// (the source's deadline, if any, still ends fetches).
+	IOTimeout time.Duration
+	// MaxWaiters caps the reads waiting for the source at once; more fail
+	// at once with ErrBusy, so that readers piling up behind a dead source
+	// cannot grow memory without bound. 0 means DefaultMaxWaiters;
+	// negative: no cap.
+	MaxWaiters int
 	// Logger gets the statistics at Close (debug) and failed prefetches.
 	Logger *slog.Logger
 }
@@ -85,6 +107,10 @@ type Stats struct {
 	ResidentBytes int64 // chunk memory now (loaded and in flight)
 	PeakBytes     int64 // its highest value
 	MaxBytes      int64 // the bound
+	Waiting       int64 // reads waiting for the source now
+	PeakWaiting   int64 // its highest value
+	Timeouts      int64 // reads that failed with ErrTimeout
+	Busy          int64 // reads refused with ErrBusy
 }
 
 type entry struct {
@@ -120,6 +146,8 @@ type Cache struct {
 	slots   int
 	ra      int
 	log     *slog.Logger
+	timeout time.Duration
+	maxWait int
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -166,7 +194,12 @@ func New(src blockdev.Source, o Options) *Cache {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxWaiters == 0 {
+		o.MaxWaiters = DefaultMaxWaiters
+	}
 	c := &Cache{
+		timeout:   o.IOTimeout,
+		maxWait:   o.MaxWaiters,
 		src:       src,
 		size:      src.Size(),
 		chunk:     int64(o.ChunkSize),
@@ -276,9 +309,15 @@ func (c *Cache) ReadAtRun(p []byte, off, end int64) (int, error) {
 		// A read over several chunks: fetch them side by side, not one by one.
 		c.startAhead(first+1, last)
 	}
+	var expired <-chan time.Time
+	if c.timeout > 0 {
+		t := time.NewTimer(c.timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	n := 0
 	for idx := first; idx <= last; idx++ {
-		e, err := c.acquire(idx)
+		e, err := c.acquire(idx, expired)
 		if errors.Is(err, syscall.EIO) {
 			// Part of the chunk failed its integrity check (a verity
 			// mismatch below the cache): read just these bytes around it,
@@ -313,7 +352,8 @@ func (c *Cache) chunkLen(idx int64) int64 {
 }
 
 // acquire returns the loaded chunk idx, pinned: release it after copying.
-func (c *Cache) acquire(idx int64) (*entry, error) {
+// It waits until expired fires at most.
+func (c *Cache) acquire(idx int64, expired <-chan time.Time) (*entry, error) {
 	c.mu.Lock()
 	for {
 		if c.isClosed {
@@ -321,51 +361,94 @@ func (c *Cache) acquire(idx int64) (*entry, error) {
 			return nil, ErrClosed
 		}
 		e := c.entries[idx]
+		if e != nil && e.ready {
+			e.refs++
+			c.usePrefetched(e)
+			c.st.Hits++
+			c.lru.MoveToFront(e.elem)
+			c.mu.Unlock()
+			return e, nil
+		}
+		// From here on the read waits for the source.
+		if c.maxWait > 0 && c.st.Waiting >= int64(c.maxWait) {
+			c.st.Busy++
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w (%d)", ErrBusy, c.maxWait)
+		}
 		if e != nil {
 			e.refs++
 			c.usePrefetched(e)
-			if e.ready {
-				c.st.Hits++
-				c.lru.MoveToFront(e.elem)
-				c.mu.Unlock()
-				return e, nil
-			}
 			c.st.Waits++
+			c.addWaiting(1)
 			c.mu.Unlock()
-			return c.wait(e)
+			return c.wait(e, expired)
 		}
 		if buf, ok := c.takeSlot(); ok {
 			c.st.Misses++
 			e = c.newEntry(idx, buf)
 			e.refs = 1
+			c.addWaiting(1)
 			c.mu.Unlock()
 			// The fetch runs apart from the reader, so that Close can
 			// release the reader even when the source cannot be interrupted.
 			go c.fetch(e)
-			return c.wait(e)
+			return c.wait(e, expired)
 		}
 		// Every slot is pinned or in flight: wait for one to free up.
 		ch := c.slotFreed
+		c.addWaiting(1)
 		c.mu.Unlock()
+		var err error
 		select {
 		case <-ch:
 		case <-c.closed:
-			return nil, ErrClosed
+			err = ErrClosed
+		case <-expired:
+			err = c.timedOut()
 		}
 		c.mu.Lock()
+		c.addWaiting(-1)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 	}
 }
 
-// wait blocks until e's fetch ends or the cache closes. e is pinned.
-func (c *Cache) wait(e *entry) (*entry, error) {
+// addWaiting counts reads waiting for the source. c.mu held.
+func (c *Cache) addWaiting(d int64) {
+	c.st.Waiting += d
+	c.st.PeakWaiting = max(c.st.PeakWaiting, c.st.Waiting)
+}
+
+// timedOut counts and returns a read's timeout. Takes c.mu.
+func (c *Cache) timedOut() error {
+	c.mu.Lock()
+	c.st.Timeouts++
+	c.mu.Unlock()
+	return fmt.Errorf("%w (%v)", ErrTimeout, c.timeout)
+}
+
+// wait blocks until e's fetch ends, the cache closes or expired fires. e is
+// pinned, and counted as waiting.
+func (c *Cache) wait(e *entry, expired <-chan time.Time) (*entry, error) {
+	var err error
 	select {
 	case <-e.done:
+		err = e.err
 	case <-c.closed:
-		return nil, ErrClosed
+		err = ErrClosed
+	case <-expired:
+		err = c.timedOut()
 	}
-	if e.err != nil {
-		c.release(e)
-		return nil, e.err
+	c.mu.Lock()
+	c.addWaiting(-1)
+	c.mu.Unlock()
+	if err != nil {
+		if err != ErrClosed {
+			c.release(e)
+		}
+		return nil, err
 	}
 	return e, nil
 }

@@ -9,11 +9,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"strings"
 )
 
 // hashByName maps cryptsetup's hash names to Go constructors.
 func hashByName(name string) (func() hash.Hash, error) {
-	switch name {
+	// cryptsetup's crypto backends take hash names in any case.
+	switch strings.ToLower(name) {
 	case "sha1":
 		return sha1.New, nil
 	case "sha224":

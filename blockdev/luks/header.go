@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/chestfs/chestfs/blockdev"
@@ -29,34 +30,72 @@ type Header struct {
 	Warnings []string
 }
 
-// IsLUKS reports whether src starts with a LUKS1 or LUKS2 magic.
+// IsLUKS reports whether src carries a LUKS signature where cryptsetup
+// looks for one: the LUKS magic at the start (LUKS1, LUKS2, or a version
+// cryptsetup refuses by name), or, when the start holds no LUKS1 or LUKS2
+// header, a LUKS2 secondary binary header at one of the offsets cryptsetup
+// probes. For a source that reads without I/O errors, ReadHeader returns
+// ErrNotLUKS exactly when IsLUKS is false.
 func IsLUKS(src blockdev.Source) bool {
-	var b [8]byte
-	if err := readFull(src, b[:], 0); err != nil {
+	v, magic, err := primaryVersion(src)
+	if err != nil {
 		return false
 	}
-	v := binary.BigEndian.Uint16(b[6:8])
-	return bytes.Equal(b[:6], magic1) && (v == 1 || v == 2)
+	if magic && v != 0 {
+		return true
+	}
+	return secondaryMagic(src)
+}
+
+// primaryVersion reads the primary magic and version (cryptsetup's
+// LUKS2_hdr_version_unlocked).
+func primaryVersion(src blockdev.Source) (version uint16, magic bool, err error) {
+	var b [8]byte
+	if err := readFull(src, b[:], 0); err != nil {
+		return 0, false, err
+	}
+	return binary.BigEndian.Uint16(b[6:8]), bytes.Equal(b[:6], magic1), nil
+}
+
+// secondaryMagic reports whether one of the secondary header offsets holds
+// a secondary magic with version 2 and its own offset recorded, the binary
+// header a damaged primary falls back to.
+func secondaryMagic(src blockdev.Source) bool {
+	var b [offHdrOffset + 8]byte
+	for _, off := range luks2HdrSizes {
+		if readFull(src, b[:], int64(off)) != nil {
+			return false
+		}
+		if bytes.Equal(b[:luks2MagicLen], magic2) && binary.BigEndian.Uint16(b[offVersion:]) == 2 &&
+			binary.BigEndian.Uint64(b[offHdrOffset:]) == off {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadHeader parses the LUKS header at the start of src. For LUKS2 a
-// damaged primary copy falls back to the secondary one.
+// damaged primary copy falls back to the secondary one. As cryptsetup, it
+// dispatches on the primary magic's version: 1 is LUKS1; 2, or no primary
+// magic at all, is LUKS2 (whose secondary copy may still be found); any
+// other version is refused.
 func ReadHeader(src blockdev.Source) (*Header, error) {
-	var b [8]byte
-	if err := readFull(src, b[:], 0); err != nil {
+	v, magic, err := primaryVersion(src)
+	if err != nil && !errors.Is(err, ErrTruncated) {
 		return nil, fmt.Errorf("luks: header: %w", err)
 	}
-	if bytes.Equal(b[:6], magic1) && binary.BigEndian.Uint16(b[6:8]) == 1 {
+	switch {
+	case magic && v == 1:
 		return readLUKS1(src)
-	}
-	h, err := readLUKS2(src)
-	if err != nil && !bytes.Equal(b[:6], magic1) {
+	case magic && v != 2 && v != 0:
+		return nil, fmt.Errorf("%w: LUKS version %d", ErrUnsupported, v)
+	case (!magic || v == 0) && !secondaryMagic(src):
 		// Only a secondary copy could rescue a header without the primary
 		// magic; if there is none, this simply is not LUKS (a TrueCrypt,
 		// BitLocker or LVM volume, a bare file system, random bytes).
-		return nil, fmt.Errorf("%w: no LUKS magic at the start and no valid LUKS2 secondary header", ErrNotLUKS)
+		return nil, fmt.Errorf("%w: no LUKS magic at the start and no LUKS2 secondary header", ErrNotLUKS)
 	}
-	return h, err
+	return readLUKS2(src)
 }
 
 // headerJSON is the machine-readable form of a header (chestfs inspect --json).
@@ -107,5 +146,3 @@ func (h *Header) JSON() ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

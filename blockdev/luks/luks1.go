@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/chestfs/chestfs/blockdev"
 )
@@ -54,16 +55,18 @@ func readLUKS1(src blockdev.Source) (*Header, error) {
 		return nil, fmt.Errorf("luks1: header: %w", err)
 	}
 	p := &PHDR{
-		Version:            binary.BigEndian.Uint16(b[6:8]),
-		CipherName:         cString(b[8:40]),
-		CipherMode:         cString(b[40:72]),
-		HashSpec:           cString(b[72:104]),
+		Version: binary.BigEndian.Uint16(b[6:8]),
+		// As in cryptsetup, each string ends at the field's last byte at
+		// the latest.
+		CipherName:         cString(b[8:39]),
+		CipherMode:         cString(b[40:71]),
+		HashSpec:           cString(b[72:103]),
 		PayloadOffset:      binary.BigEndian.Uint32(b[104:108]),
 		KeyBytes:           binary.BigEndian.Uint32(b[108:112]),
 		MKDigest:           append([]byte(nil), b[112:132]...),
 		MKDigestSalt:       append([]byte(nil), b[132:164]...),
 		MKDigestIterations: binary.BigEndian.Uint32(b[164:168]),
-		UUID:               cString(b[168:208]),
+		UUID:               cString(b[168:207]),
 	}
 	for i := range p.KeyBlocks {
 		kb := b[luks1KeyblockBase+i*luks1KeyblockSize:]
@@ -75,19 +78,28 @@ func readLUKS1(src blockdev.Source) (*Header, error) {
 			Stripes:            binary.BigEndian.Uint32(kb[44:48]),
 		}
 	}
+	// A key slot in any state but active is disabled, as for cryptsetup
+	// (LUKS_keyslot_info); it is not refused.
+	if !luks1Hashes[strings.ToLower(p.HashSpec)] {
+		return nil, fmt.Errorf("%w: luks1: requested LUKS hash %q is not supported", ErrCorrupt, p.HashSpec)
+	}
 	if p.KeyBytes == 0 || p.KeyBytes > 1024 {
 		return nil, fmt.Errorf("%w: luks1: keyBytes %d", ErrCorrupt, p.KeyBytes)
-	}
-	for i, k := range p.KeyBlocks {
-		if k.Active != luks1KeyActive && k.Active != luks1KeyDisabled {
-			return nil, fmt.Errorf("%w: luks1: key slot %d has state 0x%08x", ErrCorrupt, i, k.Active)
-		}
 	}
 	if err := checkLUKS1Keyslots(p, uint64(src.Size())); err != nil {
 		return nil, err
 	}
 	return &Header{Version: 1, UUID: p.UUID, V1: p}, nil
 }
+
+// luks1Hashes are the hashes cryptsetup's crypto backend knows with a
+// digest of at least 20 bytes (LUKS_DIGESTSIZE), the hashSpec values
+// LUKS_read_phdr accepts; names are compared without case, as the backend
+// does. Those this package does not implement are refused at unlock as
+// unsupported.
+var luks1Hashes = map[string]bool{"sha1": true, "sha224": true, "sha256": true, "sha384": true, "sha512": true,
+	"sha512-256": true, "ripemd160": true, "whirlpool": true, "sha3-224": true, "sha3-256": true, "sha3-384": true,
+	"sha3-512": true, "blake2b-512": true, "blake2s-256": true, "sm3": true}
 
 // afAreaSize is the on-disk size of an AF split, rounded up to 512 bytes.
 func afAreaSize(keySize, stripes int) uint64 {

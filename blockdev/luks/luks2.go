@@ -3,7 +3,6 @@ package luks
 import (
 	"bytes"
 	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -32,56 +31,86 @@ type luks2Copy struct {
 	md   *Metadata
 }
 
+// copyState is what reading one header copy found, in cryptsetup's terms
+// (LUKS2_disk_hdr_read): a copy whose binary header or checksum is bad
+// failed; one with a good checksum but invalid JSON is obsolete, and its
+// hdr_size still locates the secondary copy.
+type copyState int
+
+const (
+	copyOK copyState = iota
+	copyObsolete
+	copyFailed
+)
+
+// maxHdrSize is LUKS2_HDR_OFFSET_MAX, the largest hdr_size cryptsetup
+// reads before it checks the JSON (which then wants one of luks2HdrSizes).
+const maxHdrSize = 4 << 20
+
 // readLUKS2Copy reads and verifies the header copy at off. want is magic1 or
-// magic2.
-func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, error) {
+// magic2. The binary header is returned whenever the state is not
+// copyFailed.
+func readLUKS2Copy(src blockdev.Source, off uint64, want []byte) (*luks2Copy, copyState, error) {
 	if off > uint64(src.Size()) || uint64(src.Size())-off < BinaryHeaderSize {
-		return nil, fmt.Errorf("%w: header at %d beyond end of %d-byte source", ErrTruncated, off, src.Size())
+		return nil, copyFailed, fmt.Errorf("%w: header at %d beyond end of %d-byte source", ErrTruncated, off, src.Size())
 	}
 	bin := make([]byte, BinaryHeaderSize)
 	if err := readFull(src, bin, int64(off)); err != nil {
-		return nil, err
+		return nil, copyFailed, err
 	}
 	if !bytes.Equal(bin[:luks2MagicLen], want) {
-		return nil, fmt.Errorf("%w: no LUKS2 magic at %d", ErrCorrupt, off)
+		return nil, copyFailed, fmt.Errorf("%w: no LUKS2 magic at %d", ErrCorrupt, off)
 	}
 	h := decodeLUKS2Binary(bin)
-	if h.Version != 2 {
-		return nil, fmt.Errorf("%w: header at %d has version %d", ErrCorrupt, off, h.Version)
-	}
-	if !validHdrSize(h.HdrSize) {
-		return nil, fmt.Errorf("%w: header at %d has invalid hdr_size %d", ErrCorrupt, off, h.HdrSize)
-	}
-	if h.HdrOffset != off {
-		return nil, fmt.Errorf("%w: header at %d records hdr_offset %d", ErrCorrupt, off, h.HdrOffset)
+	if err := binarySane(&h, off, !bytes.Equal(want, magic1)); err != nil {
+		return nil, copyFailed, err
 	}
 	if uint64(src.Size())-off < h.HdrSize {
-		return nil, fmt.Errorf("%w: header at %d needs %d bytes, source has %d", ErrTruncated, off, h.HdrSize, src.Size())
+		return nil, copyFailed, fmt.Errorf("%w: header at %d needs %d bytes, source has %d", ErrTruncated, off, h.HdrSize, src.Size())
 	}
 	newHash, err := hashByName(h.ChecksumAlg)
 	if err != nil {
-		return nil, fmt.Errorf("header at %d: checksum: %w", off, err)
+		return nil, copyFailed, fmt.Errorf("header at %d: checksum: %w", off, err)
 	}
 	jsonArea := make([]byte, h.HdrSize-BinaryHeaderSize)
 	if err := readFull(src, jsonArea, int64(off)+BinaryHeaderSize); err != nil {
-		return nil, err
+		return nil, copyFailed, err
 	}
 	sum := luks2Checksum(newHash, bin, jsonArea)
 	if subtle.ConstantTimeCompare(sum, h.Checksum[:len(sum)]) != 1 {
-		return nil, fmt.Errorf("%w: header at %d: %s checksum mismatch", ErrCorrupt, off, h.ChecksumAlg)
+		return nil, copyFailed, fmt.Errorf("%w: header at %d: %s checksum mismatch", ErrCorrupt, off, h.ChecksumAlg)
 	}
+	c := &luks2Copy{bin: h}
 	js, err := splitJSONArea(jsonArea)
+	var top jobj
 	if err == nil {
-		err = validateMetadata(js, h.HdrSize)
+		top, err = validateMetadata(js, h.HdrSize)
 	}
-	var md *Metadata
 	if err == nil {
-		md, err = parseMetadata(js, h.HdrSize)
+		c.md, err = parseMetadata(top, h.HdrSize)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: header at %d: %v", ErrCorrupt, off, err)
+		return c, copyObsolete, fmt.Errorf("%w: header at %d: %v", ErrCorrupt, off, err)
 	}
-	return &luks2Copy{bin: h, json: js, md: md}, nil
+	c.json = js
+	return c, copyOK, nil
+}
+
+// binarySane is cryptsetup's hdr_disk_sanity_check_pre: version 2, the
+// copy records its own offset, a size cryptsetup will read, and a
+// secondary copy sits right after a primary of its own size.
+func binarySane(h *BinaryHeader, off uint64, secondary bool) error {
+	switch {
+	case h.Version != 2:
+		return fmt.Errorf("%w: header at %d has version %d", ErrCorrupt, off, h.Version)
+	case h.HdrOffset != off:
+		return fmt.Errorf("%w: header at %d records hdr_offset %d", ErrCorrupt, off, h.HdrOffset)
+	case h.HdrSize < luks2HdrSizes[0] || h.HdrSize > maxHdrSize:
+		return fmt.Errorf("%w: header at %d has invalid hdr_size %d", ErrCorrupt, off, h.HdrSize)
+	case secondary && h.HdrSize != off:
+		return fmt.Errorf("%w: secondary header at %d has hdr_size %d", ErrCorrupt, off, h.HdrSize)
+	}
+	return nil
 }
 
 // readFull reads len(p) bytes at off, reporting a short source as ErrTruncated.
@@ -102,41 +131,35 @@ func readFullRun(src io.ReaderAt, p []byte, off, end int64) error {
 	return fmt.Errorf("luks: read %d bytes at %d: %w", len(p), off, err)
 }
 
-// readLUKS2 finds the newest valid header copy (primary at 0, secondary at
-// hdr_size or one of the sizes cryptsetup probes) and parses its JSON.
+// readLUKS2 picks the header copy as cryptsetup's LUKS2_disk_hdr_read
+// does: the primary at 0; the secondary at the primary's hdr_size, or, when
+// the primary's binary header is unusable, at the first of the known
+// offsets that holds a secondary binary header with a good checksum; of two
+// valid copies the one with the higher seqid. The chosen copy's header
+// areas and keyslots area must fit the source.
 func readLUKS2(src blockdev.Source) (*Header, error) {
-	primary, perr := readLUKS2Copy(src, 0, magic1)
+	primary, pstate, perr := readLUKS2Copy(src, 0, magic1)
 	offsets := luks2HdrSizes
-	if primary != nil {
-		offsets = append([]uint64{primary.bin.HdrSize}, luks2HdrSizes...)
+	if pstate != copyFailed {
+		offsets = []uint64{primary.bin.HdrSize}
 	}
 	var secondary *luks2Copy
-	var serr error
+	sstate, serr := copyFailed, error(fmt.Errorf("%w: no secondary header found", ErrCorrupt))
 	for _, off := range offsets {
-		if off >= uint64(src.Size()) {
-			continue
-		}
-		c, err := readLUKS2Copy(src, off, magic2)
-		if err == nil {
-			secondary = c
+		secondary, sstate, serr = readLUKS2Copy(src, off, magic2)
+		if sstate != copyFailed {
 			break
 		}
-		if serr == nil || off == offsets[0] {
-			serr = err
-		}
-	}
-	if serr == nil {
-		serr = fmt.Errorf("%w: no secondary header found", ErrCorrupt)
 	}
 	h := &Header{Version: 2}
 	var use *luks2Copy
 	switch {
-	case primary == nil && secondary == nil:
+	case pstate != copyOK && sstate != copyOK:
 		return nil, fmt.Errorf("luks2: no valid header copy: primary: %w; secondary: %v", perr, serr)
-	case primary == nil:
+	case pstate != copyOK:
 		use, h.FromSecondary = secondary, true
 		h.Warnings = append(h.Warnings, "primary header damaged ("+perr.Error()+"); using the secondary copy")
-	case secondary == nil:
+	case sstate != copyOK:
 		use = primary
 		h.Warnings = append(h.Warnings, "secondary header damaged or missing ("+serr.Error()+")")
 	case secondary.bin.SeqID > primary.bin.SeqID:
@@ -148,6 +171,12 @@ func readLUKS2(src blockdev.Source) (*Header, error) {
 			h.Warnings = append(h.Warnings, "secondary header is older than the primary")
 		}
 	}
+	// LUKS2_hdr_and_areas_size: both copies and the keyslots area.
+	need := 2*uint64(use.md.Config.JSONSize+BinaryHeaderSize) + uint64(use.md.Config.KeyslotsSize)
+	if uint64(src.Size()) < need {
+		return nil, fmt.Errorf("%w: luks2: device too small: the header and keyslots areas need %d bytes, the header source has %d",
+			ErrTruncated, need, src.Size())
+	}
 	h.Binary = &use.bin
 	h.UUID, h.Label, h.Subsystem = use.bin.UUID, use.bin.Label, use.bin.Subsystem
 	h.Metadata = use.md
@@ -155,72 +184,24 @@ func readLUKS2(src blockdev.Source) (*Header, error) {
 	return h, nil
 }
 
-// parseMetadata decodes and sanity-checks the JSON area; its errors
-// describe corruption (the caller wraps them in ErrCorrupt). It does not refuse
-// unsupported features (ReadHeader must still show such headers); Unlock does.
-func parseMetadata(js []byte, hdrSize uint64) (*Metadata, error) {
-	var md Metadata
-	if err := json.Unmarshal(js, &md); err != nil {
-		return nil, fmt.Errorf("JSON metadata: %v", err)
-	}
-	if md.Keyslots == nil || md.Segments == nil || md.Digests == nil {
-		return nil, fmt.Errorf("JSON metadata lacks keyslots, segments or digests")
-	}
+// parseMetadata builds the Metadata of a validated JSON tree and checks
+// that it describes a JSON area of the copy's size (cryptsetup's
+// hdr_validate_json_size); its errors describe corruption (the caller wraps
+// them in ErrCorrupt). It does not refuse unsupported features (ReadHeader
+// must still show such headers); Unlock does.
+func parseMetadata(top jobj, hdrSize uint64) (*Metadata, error) {
+	md := metadataFrom(top)
 	if uint64(md.Config.JSONSize) != hdrSize-BinaryHeaderSize {
 		return nil, fmt.Errorf("config.json_size %d does not match hdr_size %d", md.Config.JSONSize, hdrSize)
 	}
-	areaStart := 2 * hdrSize
-	areaEnd := areaStart + uint64(md.Config.KeyslotsSize)
-	if areaEnd < areaStart {
-		return nil, fmt.Errorf("config.keyslots_size %d overflows", md.Config.KeyslotsSize)
-	}
-	for id, ks := range md.Keyslots {
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("keyslot %q: %v", id, err)
-		}
-		if ks == nil {
-			return nil, fmt.Errorf("keyslot %s is null", id)
-		}
-		if ks.Area != nil {
-			end := uint64(ks.Area.Offset) + uint64(ks.Area.Size)
-			if end < uint64(ks.Area.Offset) || uint64(ks.Area.Offset) < areaStart || end > areaEnd {
-				return nil, fmt.Errorf("keyslot %s area [%d,+%d) outside the keyslots area [%d,%d)",
-					id, ks.Area.Offset, ks.Area.Size, areaStart, areaEnd)
-			}
-		}
-	}
-	for id, s := range md.Segments {
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("segment %q: %v", id, err)
-		}
-		if s == nil {
-			return nil, fmt.Errorf("segment %s is null", id)
-		}
-		if s.Size != "dynamic" {
-			if _, err := strconv.ParseUint(s.Size, 10, 64); err != nil {
-				return nil, fmt.Errorf("segment %s size %q", id, s.Size)
-			}
-		}
-	}
-	for id, d := range md.Digests {
-		if err := checkID(id); err != nil {
-			return nil, fmt.Errorf("digest %q: %v", id, err)
-		}
-		if d == nil {
-			return nil, fmt.Errorf("digest %s is null", id)
-		}
-	}
-	return &md, nil
+	return md, nil
 }
 
-// checkID accepts the decimal object names LUKS2 uses for keyslots,
-// segments and digests.
-func checkID(id string) error {
+// canonicalID reports whether id is a decimal number as cryptsetup
+// prints it ("%u"), the only form it looks keyslots and segments up by.
+func canonicalID(id string) bool {
 	n, err := strconv.ParseUint(id, 10, 31)
-	if err != nil || strconv.FormatUint(n, 10) != id {
-		return fmt.Errorf("not a decimal id")
-	}
-	return nil
+	return err == nil && strconv.FormatUint(n, 10) == id
 }
 
 // sortedIDs returns a map's decimal keys in numeric order.

@@ -74,15 +74,17 @@ func cString(b []byte) string {
 // decodeLUKS2Binary decodes the 4096-byte binary header in b.
 func decodeLUKS2Binary(b []byte) BinaryHeader {
 	return BinaryHeader{
-		Magic:       string(b[0:4]),
-		Version:     binary.BigEndian.Uint16(b[offVersion:]),
-		HdrSize:     binary.BigEndian.Uint64(b[offHdrSize:]),
-		SeqID:       binary.BigEndian.Uint64(b[offSeqID:]),
-		Label:       cString(b[offLabel : offLabel+luks2LabelLen]),
-		ChecksumAlg: cString(b[offCsumAlg : offCsumAlg+csumAlgLen]),
+		Magic:   string(b[0:4]),
+		Version: binary.BigEndian.Uint16(b[offVersion:]),
+		HdrSize: binary.BigEndian.Uint64(b[offHdrSize:]),
+		SeqID:   binary.BigEndian.Uint64(b[offSeqID:]),
+		// cryptsetup's hdr_from_disk terminates each string field at its
+		// last byte, so a field without NUL loses its last character.
+		Label:       cString(b[offLabel : offLabel+luks2LabelLen-1]),
+		ChecksumAlg: cString(b[offCsumAlg : offCsumAlg+csumAlgLen-1]),
 		Salt:        bytes.Clone(b[offSalt : offSalt+luks2SaltLen]),
-		UUID:        cString(b[offUUID : offUUID+uuidLen]),
-		Subsystem:   cString(b[offSubsystem : offSubsystem+subsystemLen]),
+		UUID:        cString(b[offUUID : offUUID+uuidLen-1]),
+		Subsystem:   cString(b[offSubsystem : offSubsystem+subsystemLen-1]),
 		HdrOffset:   binary.BigEndian.Uint64(b[offHdrOffset:]),
 		Checksum:    bytes.Clone(b[luks2ChecksumAt : luks2ChecksumAt+luks2ChecksumN]),
 	}
@@ -238,6 +240,8 @@ type KDF struct {
 	Memory     int64  `json:"memory,omitempty"`
 	CPUs       int64  `json:"cpus,omitempty"`
 	Salt       []byte `json:"salt"`
+
+	bad bool // the salt did not decode; the keyslot cannot be opened
 }
 
 type Segment struct {
@@ -259,6 +263,8 @@ type Digest struct {
 	Iterations int64    `json:"iterations,omitempty"`
 	Salt       []byte   `json:"salt,omitempty"`
 	Digest     []byte   `json:"digest,omitempty"`
+
+	bad bool // the salt or digest did not decode
 }
 
 type Config struct {

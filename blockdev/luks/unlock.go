@@ -185,15 +185,24 @@ func (h *Header) unlockLUKS2(src blockdev.Source, passphrase []byte) ([]byte, *s
 		return nil, nil, err
 	}
 	md := h.Metadata
-	// Order: preferred (2), normal (1, the default), then ignore (0).
-	ids := sortedIDs(md.Keyslots)
+	// As cryptsetup's LUKS2_keyslot_open: preferred (2) keyslots, then
+	// normal ones (1, the default); ignored (0) and invalid priorities are
+	// never tried without an explicit keyslot. cryptsetup addresses
+	// keyslots by number, so only canonical decimal ids can be opened.
 	prio := func(id string) int {
 		if p := md.Keyslots[id].Priority; p != nil {
 			return *p
 		}
 		return 1
 	}
-	slices.SortStableFunc(ids, func(a, b string) int { return prio(b) - prio(a) })
+	var ids []string
+	for _, p := range []int{2, 1} {
+		for _, id := range sortedIDs(md.Keyslots) {
+			if prio(id) == p && canonicalID(id) {
+				ids = append(ids, id)
+			}
+		}
+	}
 
 	var skipped []error
 	tried := 0
@@ -253,6 +262,9 @@ func unlockKeyslot(src blockdev.Source, id string, ks *Keyslot, d *Digest, passp
 	}
 	if ks.AF == nil || ks.Area == nil || ks.KDF == nil {
 		return nil, fmt.Errorf("%w: keyslot %s lacks af, area or kdf", ErrCorrupt, id)
+	}
+	if ks.KDF.bad || d.bad {
+		return nil, fmt.Errorf("%w: keyslot %s: a salt or digest is not valid base64", ErrCorrupt, id)
 	}
 	if ks.AF.Type != "luks1" {
 		return nil, fmt.Errorf("%w: anti-forensic splitter %q", ErrUnsupported, ks.AF.Type)

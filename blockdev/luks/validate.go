@@ -45,23 +45,24 @@ func splitJSONArea(area []byte) ([]byte, error) {
 }
 
 // validateMetadata applies cryptsetup's rules to the JSON text js of a
-// header copy of hdrSize bytes.
-func validateMetadata(js []byte, hdrSize uint64) error {
-	dec := json.NewDecoder(bytes.NewReader(js))
+// header copy of hdrSize bytes and returns the decoded tree.
+func validateMetadata(js []byte, hdrSize uint64) (jobj, error) {
+	dec := json.NewDecoder(bytes.NewReader(stripComments(js)))
 	dec.UseNumber()
 	var top jobj
 	if err := dec.Decode(&top); err != nil {
-		return invalid("JSON metadata: %v", err)
+		return nil, invalid("JSON metadata: %v", err)
 	}
-	// Whitespace may follow the object (json-c skips it), nothing else.
+	// White space and comments may follow the object (json-c skips them),
+	// nothing else.
 	if _, err := dec.Token(); err != io.EOF {
-		return invalid("JSON area has bytes after the JSON object")
+		return nil, invalid("JSON area has bytes after the JSON object")
 	}
 	sections := map[string]jobj{}
 	for _, name := range []string{"keyslots", "tokens", "segments", "digests", "config"} {
 		o, ok := top[name].(jobj)
 		if !ok {
-			return invalid("JSON metadata lacks the %q object", name)
+			return nil, invalid("JSON metadata lacks the %q object", name)
 		}
 		sections[name] = o
 	}
@@ -70,10 +71,10 @@ func validateMetadata(js []byte, hdrSize uint64) error {
 	for _, check := range []func() error{v.requirements, v.tokensValid, v.digestsValid, v.segmentsValid,
 		v.keyslotsValid, v.configValid, v.areasValid, v.keyslotDigests} {
 		if err := check(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return top, nil
 }
 
 type validator struct {
@@ -81,9 +82,11 @@ type validator struct {
 	hdrSize                                     uint64
 }
 
-// str returns o[key] when it is a non-empty string (json_contains_string).
+// str returns o[key] when it is a non-empty string (json_contains_string),
+// up to its first NUL: cryptsetup uses JSON strings as C strings.
 func str(o jobj, key string) (string, bool) {
 	s, ok := o[key].(string)
+	s = cString([]byte(s))
 	return s, ok && s != ""
 }
 
@@ -138,7 +141,8 @@ func idList(o jobj, key string, in jobj) ([]string, error) {
 	return ids, nil
 }
 
-func numbered(id string) bool { return id != "" && strings.TrimLeft(id, "0123456789") == "" }
+// numbered is cryptsetup's numbered(): only digits, and "" counts.
+func numbered(id string) bool { return strings.TrimLeft(id, "0123456789") == "" }
 
 // objects returns the entries of section, which must be numbered objects.
 func objects(section jobj, what string) (map[string]jobj, error) {
@@ -561,4 +565,42 @@ func luks2Keyslot(ks jobj) error {
 		return fmt.Errorf("raw area needs encryption and key_size")
 	}
 	return nil
+}
+
+// stripComments blanks the comments json-c's tokener skips outside strings
+// (/* ... */ and // to the end of the line), keeping offsets.
+func stripComments(js []byte) []byte {
+	out := bytes.Clone(js)
+	inStr, esc := false, false
+	for i := 0; i < len(out); i++ {
+		c := out[i]
+		switch {
+		case inStr:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '/' && i+1 < len(out) && out[i+1] == '*':
+			end := bytes.Index(out[i+2:], []byte("*/"))
+			if end < 0 {
+				return out // unterminated: left for the decoder to refuse
+			}
+			clear(out[i : i+2+end+2])
+			for j := i; j < i+2+end+2; j++ {
+				out[j] = ' '
+			}
+			i += 2 + end + 1
+		case c == '/' && i+1 < len(out) && out[i+1] == '/':
+			for ; i < len(out) && out[i] != '\n'; i++ {
+				out[i] = ' '
+			}
+		}
+	}
+	return out
 }

@@ -79,7 +79,6 @@ func appendedOffset(size int64, bs uint32, alg string) (int64, bool) {
 	return int64(lo) * int64(bs), true
 }
 
-
 // hasSignature reports whether a verity superblock signature is at off.
 func hasSignature(img io.ReaderAt, off int64) bool {
 	b := make([]byte, len(Signature))

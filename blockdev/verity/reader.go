@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chestfs/chestfs/blockdev"
@@ -30,6 +31,8 @@ type Reader struct {
 
 	logMu  sync.Mutex
 	logged map[uint64]time.Time // data block -> last warning, to rate-limit
+
+	verified, mismatches atomic.Int64 // for Stats
 }
 
 var _ blockdev.Source = (*Reader)(nil)
@@ -214,9 +217,11 @@ func (r *Reader) verifyBlocks(buf []byte, first uint64) (int, error) {
 			want = g.entry(leaf, b)
 		}
 		if subtle.ConstantTimeCompare(digests[i*ds:(i+1)*ds], want) != 1 {
+			r.verified.Add(int64(i))
 			return i, &MismatchError{Level: -1, Block: b}
 		}
 	}
+	r.verified.Add(int64(n))
 	return -1, nil
 }
 
@@ -272,6 +277,7 @@ const logEvery = time.Minute
 
 // warn logs one line naming the bad block, at most once per logEvery per block.
 func (r *Reader) warn(block uint64, err error) {
+	r.mismatches.Add(1)
 	now := time.Now()
 	r.logMu.Lock()
 	last, seen := r.logged[block]

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/skr"
 )
@@ -36,6 +38,11 @@ type sourceConfig struct {
 	NoRetries bool
 	// AllowHTTP allows plain http to hosts other than loopback.
 	AllowHTTP bool
+	// IOTimeout bounds one read from the blob, retries included (then EIO).
+	IOTimeout time.Duration
+	// HedgeAfter sends a second GET for a request unanswered this long; NoHedge turns that off.
+	HedgeAfter time.Duration
+	NoHedge    bool
 }
 
 // volumeConfig describes the encryption layer.

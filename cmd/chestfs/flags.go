@@ -34,13 +34,14 @@ func keyFlags() []cli.Flag {
 func releaseFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "attestation", Category: "Key release", Value: "snp",
-			Usage: "evidence provider: snp (the real /dev/sev-guest or configfs-tsm) or fake (INSECURE test reports, for mock-kms)"},
+			Usage: "evidence provider: snp (/dev/sev-guest or configfs-tsm: ACI, confidential AKS), azure-cvm (the vTPM of an Azure confidential VM), " +
+				"fake or tpm-sim (INSECURE test evidence, for mock-kms)"},
 		&cli.StringFlag{Name: "ca", Category: "Key release", Usage: "extra trusted CA `PEM` for the attestation and Key Vault endpoints (mock-kms writes one)"},
 		&cli.StringFlag{Name: "akv-token", Category: "Key release", EnvVars: []string{"CHESTFS_AKV_TOKEN"},
 			Usage: "Key Vault bearer `TOKEN` (default: managed or workload identity through Azure AD)"},
 		&cli.StringSliceFlag{Name: "token-host", Category: "Key release",
 			Usage: "also send the Key Vault token to `HOST` (default: only Key Vault and Managed HSM hosts of the Azure clouds, and loopback)"},
-		&cli.BoolFlag{Name: "insecure", Category: "Key release", Usage: "allow --attestation fake against an authority other than loopback"},
+		&cli.BoolFlag{Name: "insecure", Category: "Key release", Usage: "allow --attestation fake or tpm-sim against an authority other than loopback"},
 	}
 }
 
@@ -66,6 +67,10 @@ func sourceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "readahead", Category: "Source", Value: cache.DefaultReadahead, Usage: "chunks read ahead on sequential access (0 turns it off)"},
 		&cli.StringFlag{Name: "fetch-size", Category: "Source", Value: "8M", Usage: "most bytes one readahead GET reads (`SIZE`): larger requests cost the service and the bill less"},
 		&cli.IntFlag{Name: "retries", Category: "Source", Value: 5, Usage: "retries of a failed blob read (0 turns retrying off)"},
+		&cli.DurationFlag{Name: "io-timeout", Category: "Source", Value: blobsrc.DefaultIOTimeout,
+			Usage: "a blob read that gets no data within this, retries included, fails with EIO (a stalled connection is dropped and re-dialled before that)"},
+		&cli.DurationFlag{Name: "hedge-after", Category: "Source", Value: blobsrc.DefaultHedgeAfter,
+			Usage: "send a second GET for a request unanswered this long; the first answer wins (0 turns it off)"},
 		&cli.BoolFlag{Name: "allow-http", Category: "Source", Usage: "allow a plain http:// blob URL to a host other than loopback (a SAS would go out in clear text)"},
 	}
 }
@@ -114,6 +119,12 @@ func sourceConfigFrom(c *cli.Context) (sourceConfig, error) {
 		Retries:     c.Int("retries"),
 		NoRetries:   c.Int("retries") == 0,
 		AllowHTTP:   c.Bool("allow-http"),
+		IOTimeout:   c.Duration("io-timeout"),
+		HedgeAfter:  c.Duration("hedge-after"),
+		NoHedge:     c.Duration("hedge-after") == 0,
+	}
+	if s.IOTimeout <= 0 || s.HedgeAfter < 0 {
+		return s, errors.New("--io-timeout must be positive and --hedge-after not negative")
 	}
 	if s.Readahead < 0 || s.Retries < 0 {
 		return s, errors.New("--readahead and --retries take a count of 0 or more")

@@ -3,50 +3,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/chestfs/chestfs/internal/secret"
-	"github.com/urfave/cli/v2"
 )
-
-// commands lists every command; each is defined in the file that implements it.
-func commands() []*cli.Command {
-	return []*cli.Command{
-		mountCommand(), sidecarCommand(),
-		lsCommand(), catCommand(), extractCommand(), decryptCommand(), inspectCommand(),
-		packCommand(), uploadCommand(),
-		verityCommand(),
-		mockKMSCommand(), importKeyCommand(),
-	}
-}
-
-func newApp() *cli.App {
-	usageError := func(c *cli.Context, err error, isSub bool) error {
-		return fmt.Errorf("usage: %w (see '%s --help')", err, c.Command.HelpName)
-	}
-	commands := commands()
-	for _, cmd := range commands {
-		if cmd.OnUsageError == nil {
-			cmd.OnUsageError = usageError
-		}
-	}
-	return &cli.App{
-		Name:  "chestfs",
-		Usage: "mount an encrypted ext4 image (LUKS2, LUKS1, plain dm-crypt) read-only, unprivileged",
-		Description: "chestfs reads a LUKS-encrypted ext4 image from a local file or Azure Blob Storage,\n" +
-			"decrypts it in process and serves it read-only through FUSE. No dm-crypt, no loop device,\n" +
-			"no CAP_SYS_ADMIN: only /dev/fuse and fusermount3.",
-		Commands:             commands,
-		EnableBashCompletion: true,
-		HideHelpCommand:      true,
-		OnUsageError:         usageError,
-		ExitErrHandler:       func(*cli.Context, error) {},
-	}
-}
 
 func main() {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -55,13 +18,14 @@ func main() {
 	if err := secret.Harden(); err != nil {
 		slog.Warn("could not harden the process against memory reads", "err", err)
 	}
-	if err := newApp().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "chestfs: "+oneLine(err))
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) && ec.ExitCode() != 0 {
-			os.Exit(ec.ExitCode())
+	app := newApp()
+	os.Args = normalizeArgs(app, os.Args) // --daemon re-runs these
+	if err := app.Run(os.Args); err != nil {
+		// An empty message: the command said why already (run: its command's status).
+		if msg := oneLine(err); msg != "" {
+			fmt.Fprintln(os.Stderr, "chestfs: "+strings.TrimPrefix(msg, "chestfs: "))
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// FUSE does not exist on Windows: mount and sidecar say so. The commands
+// FUSE does not exist on Windows: mount, run, sidecar and unmount say so. The commands
 // that read an image without mounting it (ls, cat, extract, decrypt,
 // inspect) and the key service commands work.
 func unavailable(name string) *cli.Command {
@@ -22,4 +22,6 @@ func unavailable(name string) *cli.Command {
 }
 
 func mountCommand() *cli.Command   { return unavailable("mount") }
+func runCommand() *cli.Command     { return unavailable("run") }
 func sidecarCommand() *cli.Command { return unavailable("sidecar") }
+func unmountCommand() *cli.Command { return unavailable("unmount") }

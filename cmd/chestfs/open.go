@@ -11,6 +11,7 @@ import (
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/cache"
 	"github.com/chestfs/chestfs/blockdev/luks"
+	"github.com/chestfs/chestfs/blockdev/verity"
 	"github.com/chestfs/chestfs/ext4"
 )
 
@@ -35,6 +36,10 @@ type opened struct {
 	vol     blockdev.Volume // nil when open stopped at the header
 	fs      *ext4.FS        // nil unless the filesystem was asked for
 	closers []io.Closer
+	// The layers metrics report on, where there are such layers.
+	blob   *blobsrc.Blob
+	cache  *cache.Cache
+	verity *verity.Reader
 }
 
 func (o *opened) Close() error {
@@ -54,11 +59,10 @@ func (o *opened) encrypted() bool { return o.vol != nil && o.vol != blockdev.Vol
 // command: source (file or blob, cached), LUKS header, key, volume, ext4.
 // A source with no LUKS header and no key is read as an unencrypted image.
 func open(ctx context.Context, cfg openConfig, want openWant) (*opened, error) {
-	src, closers, err := openSource(ctx, cfg.Source, cfg.Verity)
-	if err != nil {
+	o := &opened{}
+	if err := o.openSource(ctx, cfg.Source, cfg.Verity); err != nil {
 		return nil, err
 	}
-	o := &opened{src: src, closers: closers}
 	if err := o.openRest(ctx, cfg, want); err != nil {
 		o.Close()
 		return nil, err
@@ -136,7 +140,7 @@ func (o *opened) unlock(v volumeConfig, hdrSrc blockdev.Source, key []byte) erro
 	switch {
 	case v.Plain:
 		if key == nil {
-			return errors.New("--plain needs a key (--key-file, --key-hex or --skr)")
+			return usageError{errors.New("--plain needs a key (--key-file, --key-hex or --skr)")}
 		}
 		vol, err := luks.OpenPlain(o.src, key, v.PlainOpts)
 		if err != nil {
@@ -149,7 +153,7 @@ func (o *opened) unlock(v volumeConfig, hdrSrc blockdev.Source, key []byte) erro
 		}
 		o.vol = o.src
 	case key == nil:
-		return errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")
+		return usageError{errors.New("the source is a LUKS volume: give a key (--key-file, --key-hex or --skr)")}
 	default:
 		vol, err := luks.Open(o.src, hdrSrc, key)
 		if err != nil {
@@ -176,24 +180,27 @@ func openExt4(vol blockdev.Volume, encrypted bool) (*ext4.FS, error) {
 // fetch, in the cache's readahead workers beside the reads it serves, and
 // the cache holds only verified bytes. The closers release them in reverse
 // order.
-func openSource(ctx context.Context, s sourceConfig, v verityConfig) (blockdev.Source, []io.Closer, error) {
+func (o *opened) openSource(ctx context.Context, s sourceConfig, v verityConfig) error {
 	raw, closers, err := openRaw(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
+	o.blob, _ = raw.(*blobsrc.Blob)
 	src, vc, err := openVerified(ctx, raw, s, v)
 	if err != nil {
 		closeReverse(closers)
-		return nil, nil, err
+		return err
 	}
-	closers = append(closers, vc...)
-	if !blobsrc.IsURL(s.Path) && v.RootHash == nil {
-		return src, closers, nil
+	o.verity, _ = src.(*verity.Reader)
+	o.src, o.closers = src, append(closers, vc...)
+	if o.blob == nil && o.verity == nil {
+		return nil
 	}
-	ch := cache.New(src, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead, FetchBytes: s.FetchBytes})
-	slog.Debug("blob cache", "bytes", s.CacheBytes)
+	o.cache = cache.New(src, cache.Options{MaxBytes: s.CacheBytes, Readahead: s.Readahead, NoReadahead: s.NoReadahead,
+		FetchBytes: s.FetchBytes, IOTimeout: s.IOTimeout})
 	// The cache logs its own figures when closed (--debug).
-	return ch, append(closers, ch), nil
+	o.src, o.closers = o.cache, append(o.closers, o.cache)
+	return nil
 }
 
 // openRaw opens a local path or an Azure Blob URL as it is stored.
@@ -205,11 +212,8 @@ func openRaw(ctx context.Context, s sourceConfig) (blockdev.Source, []io.Closer,
 		}
 		return f, []io.Closer{f}, nil
 	}
-	retries := s.Retries
-	if s.NoRetries {
-		retries = -1
-	}
-	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: retries, AllowHTTP: s.AllowHTTP})
+	b, err := blobsrc.Open(ctx, s.Path, blobsrc.Options{Auth: s.Auth, Retries: s.Retries, NoRetries: s.NoRetries,
+		AllowHTTP: s.AllowHTTP, IOTimeout: s.IOTimeout, HedgeAfter: s.HedgeAfter, NoHedge: s.NoHedge})
 	if err != nil {
 		return nil, nil, err
 	}

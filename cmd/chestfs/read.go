@@ -54,6 +54,14 @@ func extractCommand() *cli.Command {
 	}
 }
 
+// notInImage is a path the image does not hold.
+type notInImage struct{ path string }
+
+func (e notInImage) Error() string {
+	return e.path + ": no such file or directory (does not exist in the image)"
+}
+func (e notInImage) Unwrap() error { return fs.ErrNotExist }
+
 // resolve is ext4's path resolver with errors that name the path, not inodes.
 func resolve(fsys *ext4.FS, p string, follow ext4.FollowMode) (uint64, error) {
 	ino, err := fsys.Resolve(p, follow)
@@ -61,7 +69,7 @@ func resolve(fsys *ext4.FS, p string, follow ext4.FollowMode) (uint64, error) {
 	case err == nil:
 		return ino, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return 0, fmt.Errorf("%s: no such file or directory (does not exist in the image)", p)
+		return 0, notInImage{p}
 	case errors.Is(err, ext4.ErrNotDir):
 		return 0, fmt.Errorf("%s: a component of the path is not a directory", p)
 	case errors.Is(err, ext4.ErrLoop):

@@ -5,17 +5,24 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/chestfs/chestfs/fusefs"
+	"github.com/chestfs/chestfs/metrics"
+	"github.com/urfave/cli/v2"
 )
 
 // mountSpec is one image to serve at one mountpoint.
@@ -30,7 +37,20 @@ type mountSpec struct {
 type serveOptions struct {
 	AllowOther bool
 	Debug      bool
+	// ReadyFile is created once every mount serves and removed at unmount.
+	ReadyFile string
+	// Run is a command to run once every mount serves (chestfs run); the
+	// mounts go when it exits, and serve returns its exit status.
+	Run []string
+	// Ready is called once every mount serves (--daemon's parent waits for it).
+	Ready func()
+	// MetricsAddr serves Prometheus metrics, /healthz and /readyz there.
+	MetricsAddr string
+	metrics     *metrics.Metrics
 }
+
+// shutdownSignals end a mount (or are forwarded to the command of run).
+var shutdownSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
 // shutdownGrace bounds how long a signalled mount waits for a clean unmount
 // before it detaches lazily and exits: a stuck reader must not keep it alive.
@@ -44,24 +64,46 @@ type mounted struct {
 }
 
 // serve opens and mounts every spec, then serves them in the foreground
-// until SIGINT or SIGTERM (then it unmounts them all and returns nil) or
-// until every mount is unmounted from outside. A signal during setup
-// cancels it and returns an error. mount and sidecar both run through here.
+// until SIGINT, SIGTERM or SIGHUP (then it unmounts them all and returns
+// nil), until every mount is unmounted from outside, or, with opts.Run,
+// until that command exits. A signal during setup cancels it (key release
+// and blob reads in flight included) and returns an exit status of 128 plus
+// the signal. mount, run and sidecar all go through here.
 func serve(ctx context.Context, specs []mountSpec, opts serveOptions) error {
 	// Signals are caught from the start so that one arriving while the mounts
 	// are being set up ends in a clean exit, not a dead FUSE server.
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, shutdownSignals...)
 	defer signal.Stop(sig)
 
+	var serving atomic.Bool // /readyz: every mount serves
+	if opts.MetricsAddr != "" {
+		opts.metrics = metrics.New()
+		srv, err := opts.metrics.Serve(ctx, opts.MetricsAddr, serving.Load)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		defer srv.Close()
+		slog.Info("metrics", "url", "http://"+srv.Addr().String()+"/metrics")
+	}
 	mounts, early, err := setUp(ctx, specs, opts, sig)
 	if err != nil {
 		return err
 	}
+	serving.Store(true)
+	defer serving.Store(false)
 	if early != nil { // a signal as the last mount came up
 		slog.Info("unmounting", "signal", early.String())
 		tearDown(mounts, sig, nil)
 		return nil
+	}
+	unready := announceReady(opts)
+	defer unready()
+	if opts.Run != nil {
+		code := runChild(opts.Run, sig)
+		unready()
+		tearDown(mounts, sig, nil)
+		return exitStatus(code)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -77,8 +119,60 @@ func serve(ctx context.Context, specs []mountSpec, opts serveOptions) error {
 	case s := <-sig:
 		slog.Info("unmounting", "signal", s.String())
 	}
+	unready()
 	tearDown(mounts, sig, done)
 	return nil
+}
+
+// announceReady tells whoever waits that the mounts serve: the ready file,
+// systemd (NOTIFY_SOCKET), --daemon's parent. The function it returns takes
+// the ready file away and tells systemd the mounts are stopping; it may be
+// called more than once.
+func announceReady(opts serveOptions) func() {
+	if opts.ReadyFile != "" {
+		if err := os.WriteFile(opts.ReadyFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			slog.Warn("ready file", "err", err)
+		}
+	}
+	sdNotify("READY=1")
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if opts.ReadyFile != "" {
+				os.Remove(opts.ReadyFile)
+			}
+			sdNotify("STOPPING=1")
+		})
+	}
+}
+
+// sdNotify sends state to systemd's notification socket, when there is one.
+func sdNotify(state string) {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return
+	}
+	if strings.HasPrefix(addr, "@") {
+		addr = "\x00" + addr[1:] // an abstract socket
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		slog.Debug("sd_notify", "err", err)
+		return
+	}
+	defer conn.Close()
+	conn.Write([]byte(state))
+}
+
+// exitStatus is the error that makes chestfs exit with code (nil for 0).
+func exitStatus(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return cli.Exit("", code)
 }
 
 // setUp opens and mounts the specs in order; a failure, or a signal before
@@ -114,7 +208,7 @@ func setUp(ctx context.Context, specs []mountSpec, opts serveOptions, sig <-chan
 		tearDown(mounts, nil, nil)
 		close(stop)
 		if s, ok := <-caught; ok {
-			return nil, nil, fmt.Errorf("interrupted by %s while setting up %s", s, spec.Mountpoint)
+			return nil, nil, cli.Exit(fmt.Sprintf("chestfs: interrupted by %s while setting up %s", s, spec.Mountpoint), 128+int(s.(syscall.Signal)))
 		}
 		return nil, nil, fmt.Errorf("%s: %w", spec.Mountpoint, err)
 	}
@@ -128,28 +222,50 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 	if err != nil {
 		return mounted{}, err
 	}
+	// Before the key is released: a mount that cannot happen should not cost one.
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return mounted{}, mountError{errors.New("there is no /dev/fuse: the container needs the FUSE device " +
+			"(docker/podman run --device /dev/fuse; Kubernetes: a FUSE device plugin)")}
+	}
 	o, err := open(ctx, spec.Config, wantFS)
 	if err != nil {
 		return mounted{}, err
 	}
-	srv, err := fusefs.Mount(o.fs, mp, fusefs.Options{
+	fo := fusefs.Options{
 		AllowOther: opts.AllowOther,
 		Debug:      opts.Debug,
 		FsName:     displaySource(spec.Config.Source.Path),
-	})
+	}
+	if m := opts.metrics; m != nil {
+		fo.Observe = m.FUSEObserver(mp)
+		if o.cache != nil {
+			m.AddCache(mp, o.cache)
+		}
+		if o.blob != nil {
+			m.AddBlob(mp, o.blob)
+		}
+		if o.verity != nil {
+			m.AddVerity(mp, o.verity)
+		}
+	}
+	srv, err := fusefs.Mount(o.fs, mp, fo)
 	if err != nil {
 		o.Close()
-		return mounted{}, fmt.Errorf("mount %s: %w", mp, err)
+		return mounted{}, mountError{fmt.Errorf("mount %s: %w", mp, err)}
 	}
 	return mounted{mp: mp, o: o, srv: srv}, nil
 }
 
 // checkMountpoint returns mp made absolute once it is a directory with
-// nothing mounted on it.
+// nothing mounted on it. A dead FUSE mount there (its server was killed)
+// is detached first.
 func checkMountpoint(mp string, create bool) (string, error) {
 	mp, err := filepath.Abs(mp)
 	if err != nil {
 		return "", err
+	}
+	if isMountPoint(mp) && !clearDeadMount(mp) {
+		return "", fmt.Errorf("mountpoint %s is busy: something is already mounted there (chestfs unmount %s)", mp, mp)
 	}
 	if create {
 		if err := os.MkdirAll(mp, 0o755); err != nil {
@@ -160,9 +276,6 @@ func checkMountpoint(mp string, create bool) (string, error) {
 		return "", fmt.Errorf("mountpoint: %w", err)
 	} else if !st.IsDir() {
 		return "", fmt.Errorf("mountpoint %s is not a directory", mp)
-	}
-	if isMountPoint(mp) {
-		return "", fmt.Errorf("mountpoint %s is busy: something is already mounted there", mp)
 	}
 	return mp, nil
 }

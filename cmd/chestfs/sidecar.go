@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/chestfs/chestfs/attest"
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/skr"
 )
@@ -29,11 +31,13 @@ func sidecarCommand() *cli.Command {
 	flags = append(flags, releaseFlags()...)
 	flags = append(flags, sourceFlags()...)
 	return &cli.Command{
-		Name:  "sidecar",
-		Usage: "mount every filesystem of the Azure encfs sidecar's configuration, read-only, as the sidecar would",
+		Name:      "sidecar",
+		ArgsUsage: "[-- CMD [ARGS...]]",
+		Usage:     "mount every filesystem of the Azure encfs sidecar's configuration, read-only, as the sidecar would",
 		Description: "Reads the configuration the confidential-sidecar-containers encfs image takes (EncfsSideCarArgs),\n" +
 			"releases each key (or takes raw_key, the sidecar's test mode), and mounts each image at its\n" +
-			"mount_point. Runs in the foreground; SIGINT/SIGTERM unmount everything.",
+			"mount_point. Runs in the foreground; SIGINT/SIGTERM/SIGHUP unmount everything. With -- CMD, runs\n" +
+			"CMD once every filesystem serves and unmounts when it exits, as chestfs run does.",
 		Flags:  flags,
 		Action: sidecarCmd,
 	}
@@ -41,7 +45,16 @@ func sidecarCommand() *cli.Command {
 
 // sidecarConfig is the encfs sidecar's configuration (cmd/remotefs).
 type sidecarConfig struct {
-	AzureFilesystems []sidecarFS `json:"azure_filesystems"`
+	AzureInfo        *sidecarAzureInfo `json:"azure_info"`
+	AzureFilesystems []sidecarFS       `json:"azure_filesystems"`
+}
+
+// sidecarAzureInfo is the sidecar's azure_info: the managed identity for
+// Azure tokens and the VCEK certificate fallback. Both go into each
+// filesystem's key blob, where the release honours them.
+type sidecarAzureInfo struct {
+	CertCache *attest.CertCache `json:"certcache"`
+	Identity  *skr.Identity     `json:"identity"`
 }
 
 type sidecarFS struct {
@@ -63,15 +76,9 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 	if s == "" {
 		return nil, errors.New("sidecar: no configuration (set EncfsSideCarArgs or --config)")
 	}
-	raw := []byte(s)
-	if !strings.HasPrefix(s, "{") {
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
-				return nil, errors.New("sidecar: configuration is neither base64 nor JSON")
-			}
-		}
-		raw = b
+	raw, err := sidecarConfigBytes(s)
+	if err != nil {
+		return nil, err
 	}
 	var cfg sidecarConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
@@ -80,9 +87,16 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 	if len(cfg.AzureFilesystems) == 0 {
 		return nil, errors.New("sidecar: configuration lists no azure_filesystems")
 	}
+	if err := cfg.AzureInfo.check(); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
-	for i, f := range cfg.AzureFilesystems {
+	for i := range cfg.AzureFilesystems {
+		f := &cfg.AzureFilesystems[i]
 		name := fmt.Sprintf("sidecar: azure_filesystems[%d]", i)
+		if err := f.checkPlaceholders(name); err != nil {
+			return nil, err
+		}
 		switch {
 		case f.MountPoint == "" || !filepath.IsAbs(f.MountPoint):
 			return nil, fmt.Errorf("%s: mount_point must be an absolute path", name)
@@ -91,7 +105,7 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 		case f.AzureURL == "":
 			return nil, fmt.Errorf("%s: azure_url is missing", name)
 		case f.ReadWrite:
-			return nil, fmt.Errorf("%s: read_write is not supported: chestfs mounts read-only", name)
+			return nil, fmt.Errorf("%s: read_write is true, but chestfs mounts read-only: set \"read_write\": false (or remove it) for %s", name, f.MountPoint)
 		case len(f.DMVerity) > 0 && string(f.DMVerity) != "null":
 			return nil, fmt.Errorf("%s: dm_verity is not supported", name)
 		case f.RawKey == "" && f.Key == nil:
@@ -106,14 +120,91 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 			slog.Warn("raw_key: the key is taken from the configuration, not released through attestation (a test mode)", "mount_point", f.MountPoint)
 		}
 		seen[filepath.Clean(f.MountPoint)] = true
+		cfg.AzureInfo.applyTo(f.Key)
 	}
 	return &cfg, nil
 }
 
-func sidecarCmd(c *cli.Context) error {
-	if c.NArg() != 0 {
-		return errors.New("usage: chestfs sidecar [--config BASE64]")
+// sidecarConfigBytes decodes the configuration: base64 (standard, as the
+// sidecar takes it), plain JSON, or the path of a JSON file such as
+// Microsoft's encfs-sidecar-args.json.
+func sidecarConfigBytes(s string) ([]byte, error) {
+	if strings.HasPrefix(s, "{") {
+		return []byte(s), nil
 	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err == nil {
+		return b, nil
+	}
+	if b, err = base64.RawStdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	if st, err := os.Stat(s); err == nil && st.Mode().IsRegular() {
+		if st.Size() > 1<<20 {
+			return nil, fmt.Errorf("sidecar: configuration file %s is larger than 1 MiB", s)
+		}
+		b, err := os.ReadFile(s)
+		if err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("sidecar: configuration is neither base64, JSON nor a JSON file")
+}
+
+// checkPlaceholders names a "<...>" placeholder left from Microsoft's example.
+func (f *sidecarFS) checkPlaceholders(name string) error {
+	for field, v := range map[string]string{"mount_point": f.MountPoint, "azure_url": f.AzureURL} {
+		if t := strings.TrimSpace(v); strings.HasPrefix(t, "<") && strings.HasSuffix(t, ">") {
+			return fmt.Errorf("%s: %s is still the placeholder %s from Microsoft's example: fill it in", name, field, t)
+		}
+	}
+	if f.Key != nil && f.Key.KeyDerivation == nil && f.KeyDerivation != nil {
+		// The sidecar's key_derivation sits beside the key; the key blob carries it here.
+		kd := *f.KeyDerivation
+		f.Key.KeyDerivation = &kd
+	}
+	if f.Key != nil && f.Key.KTY != "RSA-HSM" && f.Key.KTY != "RSA" && f.Key.KeyDerivation != nil {
+		// Valid only for RSA-HSM keys, as the example says: an oct key
+		// ignores it, placeholders included.
+		f.Key.KeyDerivation = nil
+		f.KeyDerivation = nil
+	}
+	if f.Key != nil {
+		if err := f.Key.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (a *sidecarAzureInfo) check() error {
+	if a == nil || a.CertCache == nil {
+		return nil
+	}
+	if err := a.CertCache.Validate(); err != nil {
+		return fmt.Errorf("sidecar: azure_info: %w", err)
+	}
+	return nil
+}
+
+// applyTo gives a key blob the identity and certificate cache of azure_info
+// unless it names its own.
+func (a *sidecarAzureInfo) applyTo(b *skr.KeyBlob) {
+	if a == nil || b == nil {
+		return
+	}
+	if b.Identity == nil && a.Identity != nil && a.Identity.ClientID != "" {
+		id := *a.Identity
+		b.Identity = &id
+	}
+	if b.CertCache == nil && a.CertCache != nil {
+		cc := *a.CertCache
+		b.CertCache = &cc
+	}
+}
+
+func sidecarCmd(c *cli.Context) error {
 	cfg, err := parseSidecarConfig(c.String("config"))
 	if err != nil {
 		return err
@@ -136,7 +227,23 @@ func sidecarCmd(c *cli.Context) error {
 			return err
 		}
 	}
-	return serve(c.Context, specs, serveOptionsFrom(c))
+	opts, err := serveOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	if run := c.Args().Slice(); len(run) > 0 {
+		if run[0] == "--" {
+			run = run[1:]
+		}
+		opts.Run = run
+	}
+	if c.Bool("daemon") {
+		if opts.Run != nil {
+			return errors.New("sidecar: --daemon does not go with a command to run")
+		}
+		return daemonize()
+	}
+	return serve(c.Context, specs, opts)
 }
 
 // mountSpec turns one azure_filesystems entry into what serve mounts: the

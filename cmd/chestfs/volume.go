@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -20,10 +22,11 @@ import (
 func decryptCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "decrypt",
-		Usage:     "write the plaintext volume to OUTFILE (like cryptsetup open + dd; sparse)",
+		Usage:     "write the plaintext volume to OUTFILE (like cryptsetup open + dd): a new file (sparse), a device (in place) or - (stdout)",
 		ArgsUsage: "SOURCE OUTFILE",
-		Flags:     openFlags(),
-		Action:    decryptCmd,
+		Flags: append(openFlags(),
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing regular OUTFILE"}),
+		Action: decryptCmd,
 	}
 }
 
@@ -54,19 +57,77 @@ func decryptCmd(c *cli.Context) error {
 	if !o.encrypted() {
 		return errors.New("the source is not encrypted: nothing to decrypt")
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(a[1]), "."+filepath.Base(a[1])+".*")
+	start := time.Now()
+	if err := writeVolume(c.Context, o.vol, a[1], c.Bool("force")); err != nil {
+		return fmt.Errorf("decrypt: %w", err)
+	}
+	size := o.vol.Size()
+	fmt.Fprintf(os.Stderr, "decrypted %d bytes to %s in %s (%.0f MB/s)\n", size, a[1],
+		time.Since(start).Round(time.Millisecond), float64(size)/1e6/max(time.Since(start).Seconds(), 1e-9))
+	return nil
+}
+
+// writeVolume writes vol to out as the kind of thing out is: "-" streams
+// to stdout; an existing block or character device is written in place,
+// every byte (it may hold old data), never replaced; an existing regular
+// file is replaced only with force; a new file is written sparse under a
+// temporary name and renamed into place once complete.
+func writeVolume(ctx context.Context, vol blockdev.Volume, out string, force bool) error {
+	if out == "-" {
+		return copyStream(ctx, os.Stdout, vol)
+	}
+	st, err := os.Stat(out)
+	switch {
+	case err == nil && st.Mode()&os.ModeDevice != 0:
+		f, err := os.OpenFile(out, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		if err := copyStream(ctx, f, vol); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	case err == nil && st.IsDir():
+		return fmt.Errorf("%s is a directory", out)
+	case err == nil && !force:
+		return usageError{fmt.Errorf("%s exists: give --force to replace it", out)}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := copySparse(c.Context, tmp, o.vol); err != nil {
-		return fmt.Errorf("decrypt: %w", err)
+	if err := copySparse(ctx, tmp, vol); err != nil {
+		return err
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), a[1])
+	return os.Rename(tmp.Name(), out)
+}
+
+// copyStream writes all of vol to w in order.
+func copyStream(ctx context.Context, w io.Writer, vol blockdev.Volume) error {
+	buf := make([]byte, 4<<20)
+	size := vol.Size()
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), size-off)
+		if _, err := vol.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
 }
 
 // copySparse copies a volume, leaving holes where whole 4 KiB blocks are zero.

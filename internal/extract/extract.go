@@ -14,13 +14,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	syscall "github.com/chestfs/chestfs/internal/sysabi" // ext4 modes: Linux values on every host
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/chestfs/chestfs/ext4"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // ext4 modes: Linux values on every host
 )
 
 // Options choose what is preserved beyond content, modes and times. The
@@ -37,6 +39,99 @@ type Options struct {
 	// PreserveSetID keeps setuid and setgid bits and security.capability
 	// xattrs (tar --preserve-permissions for set-id bits).
 	PreserveSetID bool
+	// Report is called for each entry that could not be extracted (as
+	// tar, extraction goes on with the next one). path is the entry's
+	// path inside the image, raw bytes that may not be printable; err is
+	// an *EntryError whose Error() is one printable line naming the path
+	// escaped. Nil: each is logged with slog.Warn.
+	Report func(path string, err error)
+}
+
+// EntryError is one entry that could not be extracted.
+type EntryError struct {
+	Path string // inside the image, raw
+	Err  error
+}
+
+// Error is one printable line: the path quoted and the cause's text with
+// anything unprintable escaped (a symlink target of NUL bytes must not
+// reach a terminal raw), cut to a bounded length.
+func (e *EntryError) Error() string {
+	return "extract: " + quoteName(e.Path) + ": " + printable(cause(e.Err))
+}
+
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// IncompleteError is what Tree returns when some entries could not be
+// extracted (each was reported); it unwraps to the first one's cause.
+type IncompleteError struct {
+	Failed int         // entries not extracted
+	First  *EntryError // the first of them
+}
+
+func (e *IncompleteError) Error() string {
+	what := "entries"
+	if e.Failed == 1 {
+		what = "entry"
+	}
+	return fmt.Sprintf("extract: %d %s could not be extracted (first: %s)", e.Failed, what,
+		strings.TrimPrefix(e.First.Error(), "extract: "))
+}
+
+func (e *IncompleteError) Unwrap() error { return e.First }
+
+// maxLine bounds the text of one reported cause.
+const maxLine = 512
+
+// quoteName quotes a path as strconv.Quote does, cut to about maxLine
+// bytes of output.
+func quoteName(p string) string {
+	q, cut := quoteCut(p)
+	if cut {
+		return q + "..."
+	}
+	return q
+}
+
+// printable escapes what strconv.Quote escapes, without the quotes, cut
+// to about maxLine bytes of output.
+func printable(s string) string {
+	q, cut := quoteCut(s)
+	q = strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
+	if cut {
+		q += "..."
+	}
+	return q
+}
+
+// quoteCut quotes the longest prefix of s (halving) whose quoted form
+// fits maxLine bytes.
+func quoteCut(s string) (string, bool) {
+	n := len(s)
+	q := strconv.Quote(s)
+	for len(q) > maxLine {
+		n /= 2
+		q = strconv.Quote(s[:n])
+	}
+	return q, n < len(s)
+}
+
+// cause describes err without the paths and link targets that the os
+// package puts in its messages (raw bytes from the image): the operation
+// and the errno, with the rest of the chain's own text.
+func cause(err error) string {
+	if m, ok := err.(*multiError); ok {
+		return m.Error()
+	}
+	var le *os.LinkError
+	var pe *os.PathError
+	switch {
+	case errors.As(err, &le):
+		return le.Op + ": " + le.Err.Error()
+	case errors.As(err, &pe):
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return strings.TrimPrefix(err.Error(), "extract: ")
 }
 
 // MaxDepth bounds directory nesting: deeper trees end with an error. At
@@ -61,10 +156,30 @@ type extractor struct {
 	warned map[string]bool
 	buf    []byte
 	n      int
+	failed int
+	first  *EntryError
+}
+
+// fail reports an entry that could not be extracted; rel is its path in
+// the image.
+func (x *extractor) fail(rel string, err error) {
+	e := &EntryError{Path: rel, Err: err}
+	x.failed++
+	if x.first == nil {
+		x.first = e
+	}
+	if x.opts.Report != nil {
+		x.opts.Report(rel, e)
+		return
+	}
+	slog.Warn(e.Error())
 }
 
 // Tree extracts the whole filesystem into dest (created if missing, must be
-// empty if it exists) and returns the number of entries written.
+// empty if it exists) and returns the number of entries written. An entry
+// that cannot be extracted (a read error, or a write error on the
+// destination) is reported through opts.Report and skipped, a directory
+// with its subtree; the error at the end is then an *IncompleteError.
 func Tree(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (int, error) {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return 0, err
@@ -80,92 +195,139 @@ func Tree(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (int, e
 	if err != nil {
 		return 0, err
 	}
-	if err := x.dir(ext4.RootIno, dest); err != nil {
+	x.dirs[ext4.RootIno] = dest
+	if err := x.dir(ext4.RootIno, dest, "/"); err != nil {
 		return x.n, err
 	}
-	return x.n, x.meta(dest, st)
+	if err := x.meta(dest, st); err != nil {
+		x.fail("/", err)
+	}
+	if x.failed > 0 {
+		return x.n, &IncompleteError{Failed: x.failed, First: x.first}
+	}
+	return x.n, nil
 }
 
-func (x *extractor) dir(ino uint64, dst string) error {
-	if first, ok := x.dirs[ino]; ok {
-		return fmt.Errorf("extract: %s: inode %d: %w: already extracted as %s", dst, ino, ErrLoop, first)
-	}
-	x.dirs[ino] = dst
+// dir extracts the entries of directory ino into dst; rel is its path in
+// the image. Only a cancelled context ends it early.
+func (x *extractor) dir(ino uint64, dst, rel string) error {
 	if x.depth >= MaxDepth {
-		return fmt.Errorf("extract: %s: %w", dst, ErrTooDeep)
+		x.fail(rel, ErrTooDeep)
+		return nil
 	}
 	x.depth++
 	defer func() { x.depth-- }()
 	ents, err := x.fsys.ReadDir(ino)
 	if err != nil {
-		return fmt.Errorf("extract: %s: %w", dst, err)
+		x.fail(rel, err)
+		return nil
 	}
 	for _, e := range ents {
 		if err := x.ctx.Err(); err != nil {
 			return err
 		}
+		erel := path.Join(rel, e.Name)
 		if e.Name == "" || strings.ContainsRune(e.Name, '/') || e.Name == "." || e.Name == ".." {
-			return fmt.Errorf("extract: %s: unsafe entry name %q", dst, e.Name)
+			x.fail(path.Join(rel, e.Name), fmt.Errorf("unsafe entry name %q", e.Name))
+			continue
 		}
-		if err := x.entry(e.Ino, filepath.Join(dst, e.Name)); err != nil {
+		if err := x.entry(e.Ino, filepath.Join(dst, e.Name), erel); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (x *extractor) entry(ino uint64, p string) error {
+// entry extracts one entry (a directory with its subtree); its own
+// failures are reported, only a cancelled context is returned.
+func (x *extractor) entry(ino uint64, p, rel string) error {
 	st, err := x.fsys.Stat(ino)
 	if err != nil {
-		return fmt.Errorf("extract: %s: %w", p, err)
+		x.fail(rel, err)
+		return nil
+	}
+	typ := st.Mode & syscall.S_IFMT
+	if typ == syscall.S_IFDIR {
+		return x.subdir(ino, p, rel, st)
+	}
+	if st.Nlink > 1 {
+		if first, ok := x.links[ino]; ok {
+			if err := os.Link(first, p); err != nil {
+				x.fail(rel, err)
+			} else {
+				x.n++
+			}
+			return nil
+		}
+	}
+	created, err := x.create(ino, p, rel, st)
+	if err != nil {
+		x.fail(rel, err)
+		return nil
+	}
+	if !created {
+		return nil
 	}
 	x.n++
-	typ := st.Mode & syscall.S_IFMT
-	if typ != syscall.S_IFDIR && st.Nlink > 1 {
-		if first, ok := x.links[ino]; ok {
-			return os.Link(first, p)
-		}
+	if st.Nlink > 1 {
 		x.links[ino] = p
 	}
+	if err := x.meta(p, st); err != nil {
+		x.fail(rel, err)
+	}
+	return nil
+}
+
+// subdir creates directory p and extracts its subtree, then its metadata
+// (last: a read-only mode would stop its own filling).
+func (x *extractor) subdir(ino uint64, p, rel string, st ext4.Stat) error {
+	if first, ok := x.dirs[ino]; ok {
+		// Checked before Mkdir, so that a loop leaves no empty directory.
+		x.fail(rel, fmt.Errorf("inode %d: %w: already extracted as %s", ino, ErrLoop, quoteName(first)))
+		return nil
+	}
+	if err := os.Mkdir(p, 0o700); err != nil {
+		x.fail(rel, err)
+		return nil
+	}
+	x.dirs[ino] = p
+	x.n++
+	if err := x.dir(ino, p, rel); err != nil {
+		return err
+	}
+	if err := x.meta(p, st); err != nil {
+		x.fail(rel, err)
+	}
+	return nil
+}
+
+// create makes a non-directory entry; false when it is skipped on purpose.
+func (x *extractor) create(ino uint64, p, rel string, st ext4.Stat) (bool, error) {
+	typ := st.Mode & syscall.S_IFMT
 	switch typ {
-	case syscall.S_IFDIR:
-		if _, ok := x.dirs[ino]; ok {
-			// Checked before Mkdir too, so that a loop leaves no empty directory.
-			return fmt.Errorf("extract: %s: inode %d: %w: already extracted as %s", p, ino, ErrLoop, x.dirs[ino])
-		}
-		if err := os.Mkdir(p, 0o700); err != nil {
-			return fmt.Errorf("extract: %w", err)
-		}
-		if err := x.dir(ino, p); err != nil {
-			return err
-		}
 	case syscall.S_IFREG:
-		if err := x.file(ino, p, st.Size); err != nil {
-			return fmt.Errorf("extract: %s: %w", p, err)
-		}
+		return true, x.file(ino, p, st.Size)
 	case syscall.S_IFLNK:
 		target, err := x.fsys.Readlink(ino)
 		if err != nil {
-			return fmt.Errorf("extract: %s: %w", p, err)
+			return false, err
 		}
-		if err := os.Symlink(target, p); err != nil {
-			return err
+		if target == "" {
+			return false, errors.New("empty symbolic link target")
 		}
+		return true, os.Symlink(target, p)
 	case syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFIFO, syscall.S_IFSOCK:
 		if typ != syscall.S_IFIFO && !x.opts.Devices {
-			x.n--
-			delete(x.links, ino) // a later name of it is skipped too, not linked to nothing
-			x.skipped("device node or socket", p)
-			return nil
+			x.skipped("device node or socket", rel)
+			return false, nil
 		}
 		// Created 0600; meta sets the final mode, set-id bits filtered.
 		if err := mknod(p, typ|0o600, int(st.Rdev)); err != nil {
-			return fmt.Errorf("extract: %s: %w", p, err)
+			return false, &os.PathError{Op: "mknod", Path: p, Err: err}
 		}
-	default:
-		return fmt.Errorf("extract: %s: unknown file type %#o", p, typ)
+		return true, nil
 	}
-	return x.meta(p, st)
+	return false, fmt.Errorf("unknown file type %#o", typ)
 }
 
 // file copies content, seeking over all-zero blocks so sparse files stay sparse.
@@ -213,7 +375,7 @@ func (x *extractor) skipped(what, p string) {
 	}
 	if !x.warned[what] {
 		x.warned[what] = true
-		slog.Debug("extract: skipped (not asked to preserve it)", "what", what, "first", p)
+		slog.Debug("extract: skipped (not asked to preserve it)", "what", what, "first", quoteName(p))
 	}
 }
 
@@ -229,3 +391,26 @@ func (x *extractor) xattrAllowed(name string) bool {
 	}
 	return true
 }
+
+// joinErrs joins errors into one whose text stays on one line.
+func joinErrs(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return &multiError{errs}
+}
+
+type multiError struct{ errs []error }
+
+func (m *multiError) Error() string {
+	parts := make([]string, len(m.errs))
+	for i, e := range m.errs {
+		parts[i] = cause(e)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (m *multiError) Unwrap() []error { return m.errs }

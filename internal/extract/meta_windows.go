@@ -15,8 +15,8 @@ func mknod(p string, mode uint32, dev int) error {
 }
 
 // meta applies what Windows can hold: the write bit (read-only attribute) and
-// the modification time. Owners, xattrs and the other mode bits have no
-// Windows counterpart and are reported as skipped.
+// the times. Owners, xattrs and the other mode bits have no Windows
+// counterpart and are reported as skipped. All failures are returned.
 func (x *extractor) meta(p string, st ext4.Stat) error {
 	if x.opts.SameOwner {
 		x.skipped("owner", p)
@@ -27,11 +27,12 @@ func (x *extractor) meta(p string, st ext4.Stat) error {
 	if st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		return nil
 	}
+	var errs []error
 	if err := os.Chmod(p, os.FileMode(st.Mode&0o777)); err != nil {
-		return fmt.Errorf("extract: %w", err)
+		errs = append(errs, fmt.Errorf("chmod: %w", err))
 	}
 	if err := os.Chtimes(p, st.Atime, st.Mtime); err != nil {
-		return fmt.Errorf("extract: %s: times: %w", p, err)
+		errs = append(errs, fmt.Errorf("times: %w", err))
 	}
-	return nil
+	return joinErrs(errs)
 }

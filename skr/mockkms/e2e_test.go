@@ -121,7 +121,10 @@ func TestReleaseRSAHSMDerivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := blob(t, s, "rsa-key", "RSA-HSM")
-	if _, err := skr.Release(testCtx(t), b, fakeProvider(t, uvm), clientOpts(s)); err == nil || !strings.Contains(err.Error(), "salt") {
+	// No salt: derived with an empty salt, as the sidecar does (issue 18 item 7).
+	noSalt, err := skr.Release(testCtx(t), b, fakeProvider(t, uvm), clientOpts(s))
+	wantNoSalt, _ := hkdf.Key(crypto.SHA256.New, priv.D.Bytes(), nil, skr.DefaultDerivationLabel, 32)
+	if err != nil || !bytes.Equal(noSalt, wantNoSalt) {
 		t.Fatalf("missing salt: %v", err)
 	}
 	b.KeyDerivation = &skr.KeyDerivation{Salt: "00112233445566778899aabbccddeeff", Label: "chestfs"}

@@ -18,8 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/chestfs/chestfs/skr"
 )
 
 // storedKey is an imported key. Material is the oct secret or the RSA
@@ -106,48 +104,94 @@ func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 func jwkInt(m map[string]any, name string) (*big.Int, error) {
 	s, _ := m[name].(string)
-	b, err := decodeB64(s)
+	b, err := unb64(s)
 	if err != nil || len(b) == 0 {
 		return nil, fmt.Errorf("JWK field %q missing or not base64url", name)
 	}
 	return new(big.Int).SetBytes(b), nil
 }
 
-// keyMaterial turns an imported JWK into stored material.
+// keyMaterial turns an imported JWK into stored material, refusing what
+// Key Vault and Managed HSM refuse: symmetric keys other than AES-128/192/256
+// and RSA keys other than 2048, 3072 or 4096 bits.
 func keyMaterial(jwk map[string]any) (string, []byte, error) {
 	kty, _ := jwk["kty"].(string)
 	switch kty {
 	case "oct", "oct-HSM":
 		k, _ := jwk["k"].(string)
-		b, err := decodeB64(k)
+		b, err := unb64(k)
 		if err != nil || len(b) == 0 {
 			return "", nil, errors.New("JWK field \"k\" missing or not base64url")
 		}
+		if n := len(b); n != 16 && n != 24 && n != 32 {
+			return "", nil, fmt.Errorf("invalid key size %d bits: an oct-HSM key must be AES 128, 192 or 256 bits", 8*n)
+		}
 		return kty, b, nil
 	case "RSA", "RSA-HSM":
-		var v [5]*big.Int
-		for i, f := range []string{"n", "e", "d", "p", "q"} {
-			x, err := jwkInt(jwk, f)
-			if err != nil {
-				return "", nil, err
-			}
-			v[i] = x
-		}
-		if !v[1].IsInt64() || v[1].Int64() > 1<<31 {
-			return "", nil, errors.New("RSA exponent too large")
-		}
-		priv := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: v[0], E: int(v[1].Int64())}, D: v[2], Primes: []*big.Int{v[3], v[4]}}
-		if err := priv.Validate(); err != nil {
-			return "", nil, fmt.Errorf("RSA key: %v", err)
-		}
-		priv.Precompute()
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		return rsaMaterial(kty, jwk)
+	}
+	return "", nil, fmt.Errorf("unsupported kty %q", kty)
+}
+
+func rsaMaterial(kty string, jwk map[string]any) (string, []byte, error) {
+	var v [5]*big.Int
+	for i, f := range []string{"n", "e", "d", "p", "q"} {
+		x, err := jwkInt(jwk, f)
 		if err != nil {
 			return "", nil, err
 		}
-		return kty, der, nil
+		v[i] = x
 	}
-	return "", nil, fmt.Errorf("unsupported kty %q", kty)
+	if !v[1].IsInt64() || v[1].Int64() > 1<<31 {
+		return "", nil, errors.New("RSA exponent too large")
+	}
+	if bits := v[0].BitLen(); bits != 2048 && bits != 3072 && bits != 4096 {
+		return "", nil, fmt.Errorf("invalid key size %d bits: RSA keys are 2048, 3072 or 4096 bits", bits)
+	}
+	priv := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: v[0], E: int(v[1].Int64())}, D: v[2], Primes: []*big.Int{v[3], v[4]}}
+	if err := priv.Validate(); err != nil {
+		return "", nil, fmt.Errorf("RSA key: %v", err)
+	}
+	priv.Precompute()
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", nil, err
+	}
+	return kty, der, nil
+}
+
+// decodeImport reads and checks a PUT /keys/{name} body: an exportable key
+// needs a release policy and HSM protection, as in Key Vault.
+func decodeImport(r *http.Request) (kty string, material, policy []byte, err error) {
+	var req kvImport
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		return "", nil, nil, fmt.Errorf("request body: %v", err)
+	}
+	kty, material, err = keyMaterial(req.Key)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("key: %v", err)
+	}
+	if req.Attributes.Exportable == nil || !*req.Attributes.Exportable {
+		return "", nil, nil, errors.New("a key with a release policy must be exportable")
+	}
+	if req.ReleasePolicy == nil || req.ReleasePolicy.Data == "" {
+		return "", nil, nil, errors.New("exportable keys must have a release policy")
+	}
+	if !strings.HasSuffix(kty, "-HSM") && (req.HSM == nil || !*req.HSM) {
+		return "", nil, nil, errors.New("exportable keys must be HSM-protected (kty oct-HSM or RSA-HSM, or hsm: true)")
+	}
+	pol, err := unb64(req.ReleasePolicy.Data)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("release_policy.data: %v", err)
+	}
+	var p releasePolicy
+	if err := json.Unmarshal(pol, &p); err != nil {
+		return "", nil, nil, fmt.Errorf("release policy: %v", err)
+	}
+	if err := checkPolicy(&p); err != nil {
+		return "", nil, nil, err
+	}
+	return kty, material, pol, nil
 }
 
 // handleImport plays PUT /keys/{name}.
@@ -156,31 +200,8 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	var req skr.ImportRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "BadParameter", "request body: "+err.Error())
-		return
-	}
-	kty, material, err := keyMaterial(req.Key)
+	kty, material, pol, err := decodeImport(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "BadParameter", "key: "+err.Error())
-		return
-	}
-	if exp, _ := req.Attributes["exportable"].(bool); !exp {
-		writeError(w, http.StatusBadRequest, "BadParameter", "a key with a release policy must be exportable")
-		return
-	}
-	pol, err := decodeB64(req.ReleasePolicy.Data)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "BadParameter", "release_policy.data: "+err.Error())
-		return
-	}
-	var p skr.Policy
-	if err := json.Unmarshal(pol, &p); err != nil {
-		writeError(w, http.StatusBadRequest, "BadParameter", "release policy: "+err.Error())
-		return
-	}
-	if err := checkPolicy(&p); err != nil {
 		writeError(w, http.StatusBadRequest, "BadParameter", err.Error())
 		return
 	}
@@ -213,7 +234,7 @@ func (s *Server) verifyTarget(token string) (map[string]any, error) {
 	if len(parts) != 3 {
 		return nil, errors.New("not a JWT")
 	}
-	hb, err := decodeB64(parts[0])
+	hb, err := unb64(parts[0])
 	if err != nil {
 		return nil, errors.New("header is not base64url")
 	}
@@ -227,7 +248,7 @@ func (s *Server) verifyTarget(token string) (map[string]any, error) {
 	if h.Alg != "RS256" || h.KID != s.maaKID {
 		return nil, fmt.Errorf("not signed by this attestation service (alg %q kid %q)", h.Alg, h.KID)
 	}
-	sig, err := decodeB64(parts[2])
+	sig, err := unb64(parts[2])
 	if err != nil {
 		return nil, errors.New("signature is not base64url")
 	}
@@ -235,7 +256,7 @@ func (s *Server) verifyTarget(token string) (map[string]any, error) {
 	if err := rsa.VerifyPKCS1v15(&s.maaKey.PublicKey, crypto.SHA256, d[:], sig); err != nil {
 		return nil, errors.New("signature does not verify")
 	}
-	pb, err := decodeB64(parts[1])
+	pb, err := unb64(parts[1])
 	if err != nil {
 		return nil, errors.New("payload is not base64url")
 	}
@@ -269,30 +290,38 @@ func numClaim(claims map[string]any, name string) (int64, bool) {
 	return v, err == nil
 }
 
-// runtimeKey picks the key Key Vault wraps to: kid TpmEphemeralEncryptionKey,
-// else the first RSA key of x-ms-runtime.
+// runtimeKey picks the key Key Vault wraps to from the token's
+// x-ms-runtime.keys: kid TpmEphemeralEncryptionKey if present, else the
+// first RSA key.
 func runtimeKey(claims map[string]any) (string, *rsa.PublicKey) {
-	list, byKID := skr.RuntimeKeys(claims)
-	if k := byKID[skr.RuntimeKeyID]; k != nil {
-		return skr.RuntimeKeyID, k
-	}
-	if len(list) > 0 {
-		for kid, k := range byKID {
-			if k == list[0] {
-				return kid, k
-			}
+	rt, _ := claims["x-ms-runtime"].(map[string]any)
+	keys, _ := rt["keys"].([]any)
+	var firstKID string
+	var first *rsa.PublicKey
+	for _, k := range keys {
+		m, _ := k.(map[string]any)
+		if m == nil || m["kty"] != "RSA" {
+			continue
 		}
-		return "", list[0]
+		n, err1 := jwkInt(m, "n")
+		e, err2 := jwkInt(m, "e")
+		if err1 != nil || err2 != nil || !e.IsInt64() || e.Int64() > 1<<31 {
+			continue
+		}
+		pub := &rsa.PublicKey{N: n, E: int(e.Int64())}
+		kid, _ := m["kid"].(string)
+		if kid == "TpmEphemeralEncryptionKey" {
+			return kid, pub
+		}
+		if first == nil {
+			firstKID, first = kid, pub
+		}
 	}
-	return "", nil
+	return firstKID, first
 }
 
-// handleRelease plays POST /keys/{name}[/{version}]/release.
-func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
-	if !s.checkBearer(w, r) {
-		return
-	}
-	name, version := r.PathValue("name"), r.PathValue("version")
+// findKey returns the stored key for a release path, or writes the 404.
+func (s *Server) findKey(w http.ResponseWriter, name, version string) *storedKey {
 	s.mu.Lock()
 	k := s.keys[strings.ToLower(name)]
 	s.mu.Unlock()
@@ -302,9 +331,22 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 			id += "/" + version
 		}
 		writeError(w, http.StatusNotFound, "KeyNotFound", fmt.Sprintf("A key with (name/id) %s was not found in this key vault.", id))
+		return nil
+	}
+	return k
+}
+
+// handleRelease plays POST /keys/{name}[/{version}]/release.
+func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
+	if !s.checkBearer(w, r) {
 		return
 	}
-	var req skr.ReleaseRequest
+	name := r.PathValue("name")
+	k := s.findKey(w, name, r.PathValue("version"))
+	if k == nil {
+		return
+	}
+	var req kvRelease
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Target == "" {
 		writeError(w, http.StatusBadRequest, "BadParameter", "request body needs a \"target\" attestation token")
 		return
@@ -314,7 +356,7 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "BadParameter", "Target environment attestation token is invalid: "+err.Error())
 		return
 	}
-	var p skr.Policy
+	var p releasePolicy
 	if err := json.Unmarshal(k.Policy, &p); err != nil {
 		writeError(w, http.StatusInternalServerError, "InternalError", "stored policy: "+err.Error())
 		return
@@ -332,36 +374,42 @@ func (s *Server) handleRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	enc := req.Enc
 	if enc == "" {
-		enc = skr.EncCKMRSAAESKeyWrap
+		enc = "CKM_RSA_AES_KEY_WRAP"
 	}
-	keyHSM, err := skr.WrapKeyHSM(kid, enc, pub, k.Material)
+	wrapped, err := keyHSM(kid, enc, pub, k.Material)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "BadParameter", err.Error())
 		return
 	}
-	var payload skr.ReleasePayload
-	payload.Request.APIVersion = r.URL.Query().Get("api-version")
-	payload.Request.Enc = enc
-	payload.Request.KID = s.kid(r, k)
-	pk := &payload.Response.Key
-	pk.Key.KID, pk.Key.KTY, pk.Key.KeyHSM = s.kid(r, k), k.KTY, keyHSM
-	pk.Key.KeyOps = []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}
-	pk.Attributes, _ = json.Marshal(map[string]any{"enabled": true, "exportable": true, "created": k.Created})
-	pk.ReleasePolicy, _ = json.Marshal(map[string]any{"contentType": "application/json; charset=utf-8", "data": b64url(k.Policy)})
-	body, err := json.Marshal(payload)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
-		return
-	}
-	x5c := make([]string, len(s.kvChain))
-	for i, c := range s.kvChain {
-		x5c[i] = base64.StdEncoding.EncodeToString(c)
-	}
-	value, err := signJWS(s.kvSigner, map[string]any{"x5c": x5c, "kid": thumbprint(s.kvChain[0])}, body)
+	value, err := s.signRelease(r, k, enc, wrapped)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return
 	}
 	s.log.Info("mock-kms released key", "key", name, "enc", enc)
 	writeJSON(w, http.StatusOK, map[string]string{"value": value})
+}
+
+// signRelease builds the release answer's payload and signs it with the
+// release signer, its chain in x5c.
+func (s *Server) signRelease(r *http.Request, k *storedKey, enc, wrapped string) (string, error) {
+	var a releaseAnswer
+	a.Request.APIVersion = r.URL.Query().Get("api-version")
+	a.Request.Enc = enc
+	a.Request.KID = s.kid(r, k)
+	key := &a.Response.Key
+	key.Key.KID, key.Key.KTY, key.Key.KeyHSM = s.kid(r, k), k.KTY, wrapped
+	key.Key.KeyOps = []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}
+	key.Attributes = map[string]any{"enabled": true, "exportable": true, "created": k.Created, "updated": k.Created,
+		"recoverableDays": 90, "recoveryLevel": "Recoverable+Purgeable"}
+	key.ReleasePolicy = map[string]any{"contentType": "application/json; charset=utf-8", "data": b64url(k.Policy)}
+	body, err := json.Marshal(a)
+	if err != nil {
+		return "", err
+	}
+	x5c := make([]string, len(s.kvChain))
+	for i, c := range s.kvChain {
+		x5c[i] = base64.StdEncoding.EncodeToString(c)
+	}
+	return signJWS(s.kvSigner, map[string]any{"x5c": x5c, "kid": thumbprint(s.kvChain[0])}, body)
 }

@@ -5,6 +5,7 @@
 // One HTTPS server (its own CA; CAPEM) serves both roles:
 //
 //	POST /attest/SevSnpVm              verify an SNP report, issue an RS256 token
+//	POST /attest/AzureGuest            verify vTPM evidence (HCL report, quote), issue an encrypted token
 //	GET  /certs                        the token signing keys (JWKS)
 //	GET  /.well-known/openid-configuration
 //	PUT  /keys/{name}                  import a key with a release policy
@@ -56,6 +57,9 @@ type Options struct {
 	StateDir string
 	// TokenTTL is the attestation token lifetime (default 8 h, as Azure).
 	TokenTTL time.Duration
+	// MAAAPIVersions are the attestation api-versions accepted (default
+	// MAAAPIVersions); others are answered 400, as Azure does.
+	MAAAPIVersions []string
 	// FailFirst answers the first N requests with 503 (to exercise retries).
 	FailFirst int
 	// Insecure lets Start listen on an address other than loopback (all
@@ -283,6 +287,7 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /attest/SevSnpVm", s.handleAttest)
+	mux.HandleFunc("POST /attest/AzureGuest", s.handleGuestAttest) // vTPM guests: guest.go
 	mux.HandleFunc("GET /certs", s.handleCerts)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleOpenID)
 	mux.HandleFunc("PUT /keys/{name}", s.handleImport)

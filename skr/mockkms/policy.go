@@ -4,21 +4,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
-
-	"github.com/chestfs/chestfs/skr"
 )
 
 // checkPolicy validates the shape of a release policy at import time.
-func checkPolicy(p *skr.Policy) error {
+func checkPolicy(p *releasePolicy) error {
 	if p.Version == "" {
 		return errors.New("release policy has no version")
 	}
 	if len(p.AnyOf) == 0 && len(p.AllOf) == 0 {
 		return errors.New("release policy has neither anyOf nor allOf")
 	}
-	for _, r := range append(append([]skr.PolicyRule{}, p.AnyOf...), p.AllOf...) {
+	for _, r := range append(append([]releaseRule{}, p.AnyOf...), p.AllOf...) {
 		if r.Authority == "" {
 			return errors.New("release policy: every top-level rule needs an authority")
 		}
@@ -29,7 +28,7 @@ func checkPolicy(p *skr.Policy) error {
 	return nil
 }
 
-func checkRule(r skr.PolicyRule, depth int) error {
+func checkRule(r releaseRule, depth int) error {
 	if depth > 16 {
 		return errors.New("release policy nests too deeply")
 	}
@@ -41,7 +40,7 @@ func checkRule(r skr.PolicyRule, depth int) error {
 	if isCond && r.Equals == nil {
 		return fmt.Errorf("release policy: claim %q has no \"equals\"", r.Claim)
 	}
-	for _, c := range append(append([]skr.PolicyRule{}, r.AnyOf...), r.AllOf...) {
+	for _, c := range append(append([]releaseRule{}, r.AnyOf...), r.AllOf...) {
 		if err := checkRule(c, depth+1); err != nil {
 			return err
 		}
@@ -50,21 +49,17 @@ func checkRule(r skr.PolicyRule, depth int) error {
 }
 
 // evalPolicy decides a release: nil if claims from issuer satisfy p.
-func evalPolicy(p *skr.Policy, issuer string, claims map[string]any) error {
-	top := skr.PolicyRule{AnyOf: p.AnyOf, AllOf: p.AllOf}
+func evalPolicy(p *releasePolicy, issuer string, claims map[string]any) error {
+	top := releaseRule{AnyOf: p.AnyOf, AllOf: p.AllOf}
 	return evalRule(top, issuer, claims, 0)
 }
 
-func evalRule(r skr.PolicyRule, issuer string, claims map[string]any, depth int) error {
+func evalRule(r releaseRule, issuer string, claims map[string]any, depth int) error {
 	if depth > 16 {
 		return errors.New("policy nests too deeply")
 	}
-	if r.Authority != "" {
-		want, err := skr.NormalizeEndpoint(r.Authority)
-		got, err2 := skr.NormalizeEndpoint(issuer)
-		if err != nil || err2 != nil || want != got {
-			return fmt.Errorf("token issuer %s is not the policy authority %s", issuer, r.Authority)
-		}
+	if r.Authority != "" && authorityHost(r.Authority) != authorityHost(issuer) {
+		return fmt.Errorf("token issuer %s is not the policy authority %s", issuer, r.Authority)
 	}
 	if r.Claim != "" {
 		got, ok := lookupClaim(claims, r.Claim)
@@ -131,4 +126,19 @@ func claimString(v any) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// authorityHost is the lowercase host[:port] of an authority written as
+// "host", "https://host/" or "https://host:443".
+func authorityHost(a string) string {
+	a = strings.TrimSpace(a)
+	if !strings.Contains(a, "://") {
+		a = "https://" + a
+	}
+	u, err := url.Parse(a)
+	if err != nil || u.Host == "" {
+		return "\x00invalid:" + a
+	}
+	h := strings.ToLower(u.Host)
+	return strings.TrimSuffix(h, ":443")
 }

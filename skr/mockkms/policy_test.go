@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/chestfs/chestfs/skr"
 )
 
 func claimsOf(t testing.TB, s string) map[string]any {
@@ -37,7 +35,7 @@ func TestEvalPolicy(t *testing.T) {
 		{`{"version":"1.0.0","anyOf":[{"authority":"https://other.example","allOf":[{"claim":"x-ms-sevsnpvm-vmpl","equals":"0"}]},{"authority":"https://maa.example","allOf":[{"claim":"x-ms-sevsnpvm-vmpl","equals":"0"}]}]}`, true},
 	}
 	for _, c := range cases {
-		var p skr.Policy
+		var p releasePolicy
 		if err := json.Unmarshal([]byte(c.policy), &p); err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +52,7 @@ func TestEvalPolicy(t *testing.T) {
 func FuzzPolicy(f *testing.F) {
 	f.Add([]byte(`{"version":"1.0.0","anyOf":[{"authority":"maa.example","allOf":[{"claim":"a.b","equals":"x"}]}]}`), []byte(`{"a":{"b":"x"}}`))
 	f.Fuzz(func(t *testing.T, pol, claims []byte) {
-		var p skr.Policy
+		var p releasePolicy
 		if json.Unmarshal(pol, &p) != nil || checkPolicy(&p) != nil {
 			return
 		}

@@ -28,3 +28,18 @@ head -c 32768 "$tmp/img" >"$out/luks2-argon2.hdr"
 # LUKS1, xts and cbc-essiv.
 mk luks1-xts 4M 1024 --type luks1 --cipher aes-xts-plain64 --pbkdf-force-iterations 1000
 mk luks1-essiv 4M 1024 --type luks1 --cipher aes-cbc-essiv:sha256 --key-size 256 --pbkdf-force-iterations 1000
+# The compact bases of the differential test (diff_test.go), header only:
+# FuzzMutatedHeader pads them with zeros to their image size.
+uuid=5eed5eed-0000-4000-8000-00000000cafe
+mk diff-luks2-pbkdf2 608K 32768 --type luks2 --uuid $uuid --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --sector-size 4096 \
+	--luks2-metadata-size 16k --luks2-keyslots-size 512k --offset 1088
+cryptsetup luksAddKey --batch-mode --key-file "$tmp/key" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$tmp/img" "$tmp/key"
+echo '{"type":"chestfs-test","keyslots":["1"],"x":[1,"2"]}' | cryptsetup token import "$tmp/img"
+head -c 32768 "$tmp/img" >"$out/diff-luks2-pbkdf2.hdr"
+mk diff-luks2-argon2 352K 65536 --type luks2 --uuid $uuid --pbkdf argon2id --pbkdf-memory 64 --pbkdf-force-iterations 4 \
+	--key-size 256 --sector-size 512 --luks2-metadata-size 32k --luks2-keyslots-size 256k --offset 640 --label diff --subsystem chestfs
+cryptsetup luksAddKey --batch-mode --key-file "$tmp/key" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 "$tmp/img" "$tmp/key"
+head -c 65536 "$tmp/img" >"$out/diff-luks2-argon2.hdr"
+mk diff-luks1 2112K 1024 --type luks1 --uuid $uuid --key-size 256 --pbkdf-force-iterations 1000
+cryptsetup luksAddKey --batch-mode --key-file "$tmp/key" --pbkdf-force-iterations 1000 "$tmp/img" "$tmp/key"
+head -c 1024 "$tmp/img" >"$out/diff-luks1.hdr"
