@@ -6,7 +6,7 @@ PKGS      := ./...
 TESTIMG   ?= $(CURDIR)/.testimg
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build install man setup setup-apt setup-npm demo demo-keyfile test vet fuzz bench bench-xts bench-verity bench-mount bench-blob bench-pack testdata clean
+.PHONY: all build install man setup setup-apt setup-npm demo demo-keyfile test test-arm64 vet fuzz bench bench-xts bench-verity bench-mount bench-blob bench-pack testdata clean
 
 all: build
 
@@ -53,6 +53,13 @@ vet:
 test: setup vet
 	mkdir -p $(TESTIMG)
 	CHESTFS_TESTIMG_DIR=$(TESTIMG) $(GO) test $(TESTFLAGS) $(PKGS)
+
+# The arm64 XTS paths under qemu-user (Debian: apt-get install qemu-user-static),
+# which emulates the ARMv8 crypto extensions: the armv8 path must be selected.
+# Correctness only: throughput under emulation means nothing (see bench-xts).
+test-arm64:
+	@command -v qemu-aarch64-static >/dev/null || { echo "qemu-aarch64-static missing: apt-get install qemu-user-static"; exit 1; }
+	CHESTFS_XTS_WANT_ARMV8=1 GOARCH=arm64 $(GO) test $(TESTFLAGS) -exec qemu-aarch64-static ./xts/
 
 # Coverage-guided fuzzing of every parser, FUZZTIME each (the seed corpora also run in `make test`).
 FUZZTIME ?= 30s

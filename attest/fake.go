@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
-	sevtest "github.com/google/go-sev-guest/testing"
 	"github.com/google/go-sev-guest/verify/trust"
 )
 
@@ -40,17 +39,17 @@ const fakePolicy = 0x3001f
 
 var (
 	fakeOnce   sync.Once
-	fakeSigner *sevtest.AmdSigner
+	fakeSigner *fakeAMDSigner
 	fakeErr    error
 )
 
-// fakeChain builds go-sev-guest's test-only ARK/ASK/VCEK once. The keys are
+// fakeChain builds the fake ARK/ASK/VCEK (fakechain.go) once. The keys are
 // public test keys compiled into go-sev-guest, so every process gets the
 // same chain; the fixed creation time keeps the certificates identical too.
-func fakeChain() (*sevtest.AmdSigner, error) {
+func fakeChain() (*fakeAMDSigner, error) {
 	fakeOnce.Do(func() {
 		created := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-		fakeSigner, fakeErr = sevtest.DefaultTestOnlyCertChain(FakeProductName, created)
+		fakeSigner, fakeErr = fakeCertChain(FakeProductName, created)
 		if fakeErr != nil {
 			fakeErr = fmt.Errorf("attest: fake AMD chain: %w", fakeErr)
 		}

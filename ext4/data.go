@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 	"io"
-	"syscall"
 
 	"github.com/chestfs/chestfs/blockdev"
 )

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 	"io/fs"
-	"syscall"
 	"time"
 )
 

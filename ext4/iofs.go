@@ -3,12 +3,12 @@ package ext4
 import (
 	"errors"
 	"fmt"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 	"io"
 	"io/fs"
 	"path"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 

@@ -2,9 +2,9 @@ package ext4
 
 import (
 	"fmt"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 	"io/fs"
 	"strings"
-	"syscall"
 )
 
 // FollowMode says whether Resolve follows a symbolic link named by the

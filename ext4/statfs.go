@@ -1,6 +1,6 @@
 package ext4
 
-import "syscall"
+import syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 
 // Statfs returns what statfs(2) reports for the filesystem mounted
 // read-only by the kernel: blocks exclude the metadata overhead, the free

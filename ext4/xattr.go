@@ -3,8 +3,8 @@ package ext4
 import (
 	"encoding/binary"
 	"fmt"
+	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 	"strings"
-	"syscall"
 )
 
 const (

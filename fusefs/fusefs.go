@@ -14,12 +14,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/chestfs/chestfs/ext4"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 )
 
 // Options configure a mount.
@@ -115,7 +113,7 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		// 1 MiB replies exceed the default pipe size).
 		DisableSplice: true,
 		// The direct mount takes nosuid/nodev/ro as flags, not option strings.
-		DirectMountFlags:     syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_RDONLY,
+		DirectMountFlags:     directMountFlags,
 		EnableAcl:            true,
 		EnableSymlinkCaching: true,
 		// Like libfuse: READDIRPLUS for the first batch and when the caller
@@ -142,19 +140,6 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 	}
 	raiseReadAhead(abs)
 	return s, nil
-}
-
-// raiseReadAhead lifts the mount's readahead window (best effort: it needs
-// write access to sysfs, which root has).
-func raiseReadAhead(mnt string) {
-	var st unix.Stat_t
-	if err := unix.Stat(mnt, &st); err != nil {
-		return
-	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	if err := os.WriteFile(p, []byte(fmt.Sprintf("%d\n", readAheadKB)), 0); err != nil {
-		slog.Debug("fusefs: cannot raise readahead", "path", p, "err", err)
-	}
 }
 
 // Mountpoint returns the absolute mount point.

@@ -106,17 +106,6 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 	return fuse.OK
 }
 
-// ext4 i_flags that statx reports as attributes, and their STATX_ATTR_* bits.
-var statxAttrs = []struct{ ext4, statx uint32 }{
-	{0x4, unix.STATX_ATTR_COMPRESSED},  // EXT4_COMPR_FL
-	{0x10, unix.STATX_ATTR_IMMUTABLE},  // EXT4_IMMUTABLE_FL
-	{0x20, unix.STATX_ATTR_APPEND},     // EXT4_APPEND_FL
-	{0x40, unix.STATX_ATTR_NODUMP},     // EXT4_NODUMP_FL
-	{0x800, unix.STATX_ATTR_ENCRYPTED}, // EXT4_ENCRYPT_FL
-	{0x100000, unix.STATX_ATTR_VERITY}, // EXT4_VERITY_FL
-	{0x2000000, unix.STATX_ATTR_DAX},   // EXT4_DAX_FL
-}
-
 func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
 	ino := inoOf(in.NodeId)
 	st, err := r.fs.Stat(ino)
@@ -125,7 +114,7 @@ func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxO
 	}
 	sx := &out.Statx
 	*sx = fuse.Statx{
-		Mask:    unix.STATX_BASIC_STATS,
+		Mask:    statxBasicStats,
 		Blksize: r.blockSize,
 		Nlink:   st.Nlink,
 		Uid:     st.Uid,
@@ -148,7 +137,7 @@ func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxO
 	sx.Mtime.Sec, sx.Mtime.Nsec = fuseTime(st.Mtime)
 	sx.Ctime.Sec, sx.Ctime.Nsec = fuseTime(st.Ctime)
 	if !st.Btime.IsZero() {
-		sx.Mask |= unix.STATX_BTIME
+		sx.Mask |= statxBtime
 		sx.Btime.Sec, sx.Btime.Nsec = fuseTime(st.Btime)
 	}
 	out.SetTimeout(cacheTimeout)

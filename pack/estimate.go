@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 )
 
 // contents is what a walk of DIR says the ext4 needs, in bytes and inodes.
@@ -42,7 +41,7 @@ func estimate(ctx context.Context, dir string) (*contents, error) {
 		if err != nil {
 			return fmt.Errorf("pack: %w", err)
 		}
-		st, _ := info.Sys().(*syscall.Stat_t)
+		st, _ := info.Sys().(*statT)
 		if st != nil && st.Nlink > 1 && !info.IsDir() {
 			k := inodeKey{uint64(st.Dev), uint64(st.Ino)}
 			if seen[k] {
@@ -73,7 +72,7 @@ func estimate(ctx context.Context, dir string) (*contents, error) {
 // fileData is the data a regular file occupies in 4 KiB blocks, counting
 // only its data extents when it looks sparse (mkfs.ext4 keeps holes), plus
 // one extent block per 256 MiB as a margin for fragmented files.
-func fileData(path string, info fs.FileInfo, st *syscall.Stat_t) int64 {
+func fileData(path string, info fs.FileInfo, st *statT) int64 {
 	size := roundUp(info.Size(), 4096)
 	extents := size / (256 << 20) * 4096
 	if st == nil || st.Blocks*512 >= info.Size() {
@@ -86,11 +85,11 @@ func fileData(path string, info fs.FileInfo, st *syscall.Stat_t) int64 {
 	defer f.Close()
 	var data, off int64
 	for off < info.Size() {
-		start, err := f.Seek(off, 3) // SEEK_DATA
+		start, err := f.Seek(off, seekData)
 		if err != nil {
 			break // ENXIO: no more data
 		}
-		end, err := f.Seek(start, 4) // SEEK_HOLE
+		end, err := f.Seek(start, seekHole)
 		if err != nil {
 			return size + extents
 		}
@@ -99,38 +98,6 @@ func fileData(path string, info fs.FileInfo, st *syscall.Stat_t) int64 {
 	}
 	f.Seek(0, io.SeekStart)
 	return data + extents
-}
-
-// xattrBlocks is 4096 when the file's extended attributes will not fit in
-// the inode's free space (about 100 bytes in a 256-byte inode).
-func xattrBlocks(path string) int64 {
-	n, err := syscall.Listxattr(path, nil)
-	if err != nil || n <= 0 {
-		return 0
-	}
-	names := make([]byte, n)
-	n, err = syscall.Listxattr(path, names)
-	if err != nil {
-		return 4096
-	}
-	total := 0
-	start := 0
-	for i := 0; i < n; i++ {
-		if names[i] != 0 {
-			continue
-		}
-		name := string(names[start:i])
-		start = i + 1
-		v, err := syscall.Getxattr(path, name, nil)
-		if err != nil {
-			v = 4096
-		}
-		total += 16 + (len(name)+3)&^3 + (v+3)&^3
-	}
-	if total <= 96 {
-		return 0
-	}
-	return roundUp(int64(total), 4096)
 }
 
 // fsSize turns the contents into an ext4 size and, when the default inode

@@ -8,10 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/chestfs/chestfs/ext4"
+	"github.com/chestfs/chestfs/internal/sysabi"
 )
 
 // mkfs.ext4 -d (e2fsprogs 1.47.0) gives the root directory its own mode,
@@ -81,18 +80,13 @@ func rootPatch(dirInfo os.FileInfo, owner *[2]uint32) ext4.InodePatch {
 		}
 	}
 	p := ext4.InodePatch{Perm: &perm, Owner: owner}
-	if st, ok := dirInfo.Sys().(*syscall.Stat_t); ok {
+	if st, ok := dirInfo.Sys().(*statT); ok {
 		if owner == nil {
 			p.Owner = &[2]uint32{st.Uid, st.Gid}
 		}
 		p.Mtime, p.Atime = statTimes(st)
 	}
 	return p
-}
-
-func statTimes(st *syscall.Stat_t) (mtime, atime *time.Time) {
-	m, a := time.Unix(st.Mtim.Sec, st.Mtim.Nsec), time.Unix(st.Atim.Sec, st.Atim.Nsec)
-	return &m, &a
 }
 
 // walk patches the entries of image directory dirIno; src is its
@@ -120,7 +114,7 @@ func (p *patcher) walk(src string, dirIno uint64, depth int) error {
 			case err != nil:
 				return fmt.Errorf("pack: %w", err)
 			default:
-				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				if st, ok := fi.Sys().(*statT); ok {
 					patch.Mtime, patch.Atime = statTimes(st)
 				}
 			}
@@ -130,7 +124,7 @@ func (p *patcher) walk(src string, dirIno uint64, depth int) error {
 				return err
 			}
 		}
-		if e.Type == syscall.DT_DIR {
+		if e.Type == sysabi.DT_DIR {
 			if err := p.walk(entSrc, e.Ino, depth+1); err != nil {
 				return err
 			}

@@ -357,12 +357,12 @@ func findMkfs(p string) (string, error) {
 		return p, nil
 	}
 	// Debian and others keep mkfs.ext4 in /usr/sbin, outside a user's PATH.
-	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"} {
+	for _, p := range append([]string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"}, osMkfsPaths...) {
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	return "", errors.New("pack: mkfs.ext4 not found (install e2fsprogs)")
+	return "", errors.New("pack: mkfs.ext4 not found (" + mkfsHint + ")")
 }
 
 // runMkfs formats path (resized to size) with DIR's contents.

@@ -7,9 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 )
 
 // progress draws a one-line bar on a terminal; on anything else it is off.
@@ -28,13 +26,6 @@ func newProgress(w io.Writer) *progress {
 		w = nil
 	}
 	return &progress{w: w}
-}
-
-// isTerminal asks the tty driver (TCGETS), so /dev/null and pipes are not terminals.
-func isTerminal(f *os.File) bool {
-	var t syscall.Termios
-	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
-	return e == 0
 }
 
 // step prints a phase without a bar.

@@ -6,6 +6,8 @@
 # benchmarks (MB/s per wall second and cpuMB/s per CPU second), and the
 # ratios. On a shared machine compare the CPU-second figures: wall time then
 # mostly measures waiting for a core. Usage: xts/bench.sh [SECONDS] (default 3).
+# On arm64 hardware it compares the armv8 path; under qemu-user the figures
+# mean nothing (emulation), so run it on a real Arm machine.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-3}

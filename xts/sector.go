@@ -6,7 +6,9 @@
 // AES-XTS (plain64 and plain IVs; xts_cipher.go) on amd64 runs in assembly,
 // picked once at start-up from the CPU's features: VAES on zmm registers
 // (AVX-512), VAES on ymm registers (AVX2, e.g. AMD Zen 3), or AES-NI on xmm
-// registers. Elsewhere, with AES-192 keys, with the build tag purego, or with
+// registers. On arm64 it runs in assembly on the ARMv8 cryptography
+// extensions (AESE/AESD, PMULL for the tweak) where the CPU has them.
+// Elsewhere, with AES-192 keys, with the build tag purego, or with
 // CHESTFS_XTS=generic in the environment, it runs portable Go on crypto/aes.
 // CHESTFS_XTS=aesni or =vaes256 caps the choice at that path.
 // XTS.Implementation reports the path in use. Parallel spreads long runs

@@ -59,8 +59,8 @@ func (x *XTS) crypt(dst, src []byte, unitSize int, n uint64, decrypt bool) {
 	x.cryptAsm(dst, src, unitSize, n, decrypt)
 }
 
-// Implementation names the code path x uses: "generic", "aesni", "vaes256"
-// or "vaes512".
+// Implementation names the code path x uses: "generic", "aesni", "vaes256",
+// "vaes512" (amd64) or "armv8" (arm64).
 func (x *XTS) Implementation() string {
 	if x.generic {
 		return "generic"

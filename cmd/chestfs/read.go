@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/chestfs/chestfs/ext4"
 	"github.com/chestfs/chestfs/internal/extract"
@@ -133,7 +132,7 @@ func ls(a []string, fsys *ext4.FS) error {
 func lsLine(w io.Writer, fsys *ext4.FS, st ext4.Stat, name string) error {
 	size := fmt.Sprint(st.Size)
 	if t := st.Mode & syscall.S_IFMT; t == syscall.S_IFCHR || t == syscall.S_IFBLK {
-		size = fmt.Sprintf("%d, %d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+		size = fmt.Sprintf("%d, %d", devMajor(uint64(st.Rdev)), devMinor(uint64(st.Rdev)))
 	}
 	if st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		if target, err := fsys.Readlink(st.Ino); err == nil {

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package main
 
 import (
@@ -18,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/fusefs"
 	"github.com/chestfs/chestfs/metrics"
 	"github.com/urfave/cli/v2"
@@ -331,7 +332,7 @@ func closeAll(mounts []mounted) {
 
 // lazyUnmount detaches mp even while files are open on it.
 func lazyUnmount(mp string) {
-	if err := syscall.Unmount(mp, syscall.MNT_DETACH); err == nil {
+	if err := syscall.Unmount(mp, mntDetach); err == nil {
 		return
 	}
 	if err := exec.Command("fusermount3", "-u", "-z", mp).Run(); err != nil {
@@ -375,18 +376,4 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// displaySource names the source in the mount table and logs without a SAS token.
-func displaySource(source string) string {
-	if blobsrc.IsURL(source) {
-		if i := strings.IndexByte(source, '?'); i >= 0 {
-			return source[:i]
-		}
-		return source
-	}
-	if abs, err := filepath.Abs(source); err == nil {
-		return abs
-	}
-	return source
 }

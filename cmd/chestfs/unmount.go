@@ -1,3 +1,5 @@
+//go:build !windows
+
 package main
 
 import (
@@ -42,7 +44,7 @@ func unmountCommand() *cli.Command {
 func unmount(mp string, lazy bool) error {
 	flags := 0
 	if lazy {
-		flags = syscall.MNT_DETACH
+		flags = mntDetach
 	}
 	err := syscall.Unmount(mp, flags)
 	if err == nil || !errors.Is(err, syscall.EPERM) {

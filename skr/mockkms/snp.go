@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-sev-guest/abi"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
-	sevtest "github.com/google/go-sev-guest/testing"
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 )
@@ -27,7 +26,7 @@ var (
 
 func fakeAMDRoots() (*trust.AMDRootCerts, error) {
 	testRootsOnce.Do(func() {
-		s, err := sevtest.DefaultTestOnlyCertChain("Milan-B1", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		s, err := parseFakeAMDRoots()
 		if err != nil {
 			testRootsErr = err
 			return

@@ -1,0 +1,6 @@
+package main
+
+import "syscall"
+
+// mntDetach: lazy unmount, which succeeds while files are still open.
+const mntDetach = syscall.MNT_DETACH
