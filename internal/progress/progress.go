@@ -38,6 +38,9 @@ const (
 // DefaultInterval is the time between two lines in ModeLines.
 const DefaultInterval = 5 * time.Second
 
+// redraw is the least time between two redraws of a terminal line.
+const redraw = 100 * time.Millisecond
+
 // Options configure a Printer.
 type Options struct {
 	// Prefix starts every line, followed by ": " (e.g. "chestfs pack").
@@ -247,8 +250,9 @@ type Task struct {
 	items atomic.Int64
 	unit  string // of items
 
-	mu     sync.Mutex // bar, ended
+	mu     sync.Mutex // bar, ended, drawn
 	bar    *progressbar.ProgressBar
+	drawn  time.Time // last redraw without a bar
 	ended  bool
 	stopCh chan struct{}
 	wg     sync.WaitGroup
@@ -278,7 +282,7 @@ func (p *Printer) Start(label string, total int64) *Task {
 				progressbar.OptionUseIECUnits(true),
 				progressbar.OptionSetPredictTime(true),
 				progressbar.OptionSetWidth(30),
-				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionThrottle(redraw),
 				progressbar.OptionSetRenderBlankState(true),
 			)
 		}
@@ -369,9 +373,13 @@ func (t *Task) set(done int64) {
 		return
 	}
 	if t.bar == nil {
-		t.p.mu.Lock()
-		io.WriteString(t.p.w, "\r\x1b[K"+t.p.line(t.label+" "+Size(done)))
-		t.p.mu.Unlock()
+		// Unknown total: the line ModeLines would print, redrawn.
+		if now := t.p.now(); now.Sub(t.drawn) >= redraw {
+			t.drawn = now
+			t.p.mu.Lock()
+			io.WriteString(t.p.w, "\r\x1b[K"+t.p.line(t.Line()))
+			t.p.mu.Unlock()
+		}
 		return
 	}
 	if it := t.itemsText(); it != "" {

@@ -212,3 +212,22 @@ func TestFormatters(t *testing.T) {
 		}
 	}
 }
+
+// TestBarUnknownTotal: on a terminal, a task without a total redraws the
+// progress line, at most every 100 ms of the (fake) clock.
+func TestBarUnknownTotal(t *testing.T) {
+	var out bytes.Buffer
+	clk := newClock()
+	p := New(&out, Options{Prefix: "x", Mode: ModeBar, Now: clk.now})
+	task := p.Start("extracting", 0).Items("entries")
+	task.AddItems(3)
+	task.Add(2048)
+	task.Add(2048) // too soon: not drawn
+	clk.add(time.Second)
+	task.Add(1024)
+	task.Done()
+	want := "\r\x1b[Kx: extracting 2.0 KiB, 3 entries" + "\r\x1b[Kx: extracting 5.0 KiB, 0.0 MB/s, 3 entries" + "\n"
+	if out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+}
