@@ -171,20 +171,21 @@ func TestUploadCreateContainer(t *testing.T) {
 	}
 }
 
-// TestUploadProgress: the Progress writer gets the progress lines and the
-// final one; a quiet printer nothing.
+// TestUploadProgress: the Progress writer gets the steps and the bar up to
+// 100%; a quiet printer nothing.
 func TestUploadProgress(t *testing.T) {
 	srv := needAzurite(t)
 	c := newContainer(t, false)
 	data := imageData(5, 3<<20)
 	var out bytes.Buffer
 	o := keyUpload(false)
-	o.Progress = progress.New(&out, progress.Options{Prefix: "up", Mode: progress.ModeLines, Interval: -1})
+	o.Progress = progress.New(&out, progress.Options{Prefix: "up", Mode: progress.ModeBar})
 	if err := blobsrc.Upload(testCtx(t), writeTemp(t, data), srv.BlobURL(c, "a.img"), o); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
-	if !strings.HasPrefix(s, "up: creating the page blob\n") || !strings.Contains(s, "\nup: uploading: 3.0 MiB in ") {
+	if !strings.HasPrefix(s, "\r\x1b[Kup: creating the page blob") || !strings.Contains(s, "up: uploading 100%") ||
+		!strings.Contains(s, "3.0/3.0 MiB") || !strings.HasSuffix(s, "\n") {
 		t.Errorf("progress: %q", s)
 	}
 

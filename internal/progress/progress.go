@@ -130,20 +130,17 @@ func (p *Printer) endLine() {
 	}
 }
 
-// Step shows a phase that has no bar ("building ext4"). On a terminal it
-// stays until the next step or bar replaces it.
+// Step shows a phase that has no bar ("building ext4") on a terminal,
+// until the next step or bar replaces it. Elsewhere it prints nothing: a
+// log gets only the periodic lines of long tasks (and the summary).
 func (p *Printer) Step(msg string) {
-	if p.Quiet() {
+	if p.Mode() != ModeBar {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mode == ModeBar {
-		io.WriteString(p.w, "\r\x1b[K"+p.line(msg))
-		p.partial = true
-		return
-	}
-	io.WriteString(p.w, p.line(msg)+"\n")
+	io.WriteString(p.w, "\r\x1b[K"+p.line(msg))
+	p.partial = true
 }
 
 // Write prints text as its own line(s), after ending a partial bar line,
@@ -250,12 +247,13 @@ type Task struct {
 	items atomic.Int64
 	unit  string // of items
 
-	mu     sync.Mutex // bar, ended, drawn
-	bar    *progressbar.ProgressBar
-	drawn  time.Time // last redraw without a bar
-	ended  bool
-	stopCh chan struct{}
-	wg     sync.WaitGroup
+	mu      sync.Mutex // bar, ended, drawn, printed
+	bar     *progressbar.ProgressBar
+	drawn   time.Time // last redraw without a bar
+	printed bool      // ModeLines: a periodic line was printed
+	ended   bool
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
 }
 
 // Start begins a task of total bytes (0 or less: unknown). Each Task must
@@ -438,13 +436,16 @@ func (t *Task) Tick() {
 	if t.ended {
 		return
 	}
+	t.printed = true
 	t.p.mu.Lock()
 	defer t.p.mu.Unlock()
 	io.WriteString(t.p.w, t.p.line(t.Line())+"\n")
 }
 
-// Done ends the task as complete: the bar is drawn full, or (ModeLines)
-// the final line is printed, "LABEL: SIZE in ELAPSED (RATE)[, 42 entries]".
+// Done ends the task as complete: the bar is drawn full, or (ModeLines,
+// after a periodic line) the final line is printed,
+// "LABEL: SIZE in ELAPSED (RATE)[, 42 entries]"; a task shorter than
+// one Interval prints nothing in ModeLines.
 func (t *Task) Done() { t.end(true) }
 
 // Stop ends the task without completing it (after a failure): the bar
@@ -461,7 +462,7 @@ func (t *Task) end(complete bool) {
 		return
 	}
 	t.ended = true
-	stop := t.stopCh
+	stop, printed := t.stopCh, t.printed
 	t.mu.Unlock()
 	if stop != nil {
 		close(stop)
@@ -471,6 +472,9 @@ func (t *Task) end(complete bool) {
 	switch p.mode {
 	case ModeBar:
 		if t.bar != nil {
+			if it := t.itemsText(); it != "" {
+				t.bar.Describe(p.line(t.label + " (" + it + ")"))
+			}
 			if complete {
 				t.bar.Finish()
 			} else {
@@ -481,7 +485,7 @@ func (t *Task) end(complete bool) {
 		p.endLine()
 		p.mu.Unlock()
 	case ModeLines:
-		if !complete {
+		if !complete || !printed {
 			return
 		}
 		line := FormatSummary(t.label, t.done.Load(), t.Elapsed(), t.itemsText())
