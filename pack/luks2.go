@@ -59,19 +59,19 @@ func (k kdfParams) luksKDF() *luks.KDF {
 // volumeKey is the 64-byte aes-xts key of the data segment.
 // segmentSize is "dynamic" (to the end of the device) or the ext4's size in
 // bytes, when something (a verity tree) follows the data.
-func luksHeader(passphrase, volumeKey []byte, k kdfParams, label, segmentSize string) ([]byte, error) {
+func luksHeader(passphrase, volumeKey []byte, k kdfParams, label, segmentSize string) (hdr []byte, uuid string, err error) {
 	if len(volumeKey) != volumeKeySize {
-		return nil, fmt.Errorf("pack: volume key must be %d bytes", volumeKeySize)
+		return nil, "", fmt.Errorf("pack: volume key must be %d bytes", volumeKeySize)
 	}
 	buf := make([]byte, dataOffset)
 	kdf := k.luksKDF()
 	if err := writeKeyslot(buf[keyslotsOffset:], kdf, passphrase, volumeKey); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	digestSalt := randBytes(saltSize)
 	digest, err := pbkdf2.Key(sha256.New, string(volumeKey), digestSalt, k.DigestIter, sha256.Size)
 	if err != nil {
-		return nil, fmt.Errorf("pack: digest: %w", err)
+		return nil, "", fmt.Errorf("pack: digest: %w", err)
 	}
 	meta := luks.Metadata{
 		Keyslots: map[string]*luks.Keyslot{"0": {
@@ -91,19 +91,19 @@ func luksHeader(passphrase, volumeKey []byte, k kdfParams, label, segmentSize st
 	}
 	js, err := json.Marshal(&meta)
 	if err != nil {
-		return nil, fmt.Errorf("pack: metadata: %w", err)
+		return nil, "", fmt.Errorf("pack: metadata: %w", err)
 	}
-	uuid := newUUID()
+	uuid = newUUID()
 	for i, magic := range []string{"LUKS", "SKUL"} {
 		off := uint64(i) * hdrSize
 		// Each copy has its own salt, as cryptsetup writes them.
 		bin := luks.BinaryHeader{Magic: magic, Version: 2, HdrSize: hdrSize, SeqID: 1, Label: label,
 			ChecksumAlg: afHash, Salt: randBytes(hdrSaltSize), UUID: uuid, HdrOffset: off}
 		if err := bin.Encode(buf[off:off+hdrSize], js); err != nil {
-			return nil, fmt.Errorf("pack: %w", err)
+			return nil, "", fmt.Errorf("pack: %w", err)
 		}
 	}
-	return buf, nil
+	return buf, uuid, nil
 }
 
 // writeKeyslot fills area (the keyslots area): at its start the AF split of

@@ -40,7 +40,7 @@ func afMergeRef(split []byte, keySize, stripes int) []byte {
 func TestHeaderUnlockIndependently(t *testing.T) {
 	pass := []byte("correct horse")
 	vk := randBytes(volumeKeySize)
-	hdr, err := luksHeader(pass, vk, kdfParams{Type: "pbkdf2", Time: 1000, DigestIter: 1000}, "lbl", "dynamic")
+	hdr, _, err := luksHeader(pass, vk, kdfParams{Type: "pbkdf2", Time: 1000, DigestIter: 1000}, "lbl", "dynamic")
 	if err != nil {
 		t.Fatal(err)
 	}

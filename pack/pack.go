@@ -36,7 +36,8 @@
 //	--owner UID:GID       Options.Owner = ParseOwner(...)
 //	--label L             Options.Label
 //	--force               Options.Overwrite (otherwise an existing IMAGE is an error wrapping fs.ErrExist)
-//	                      Options.Progress = os.Stderr (a bar only when it is a terminal)
+//	-q, --quiet           Options.Progress = nil; otherwise os.Stderr or a *progress.Printer
+//	                      (a bar on a terminal, a line every 5 s elsewhere)
 //
 // and the context should be cancelled on SIGINT/SIGTERM.
 package pack
@@ -60,6 +61,7 @@ import (
 
 	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/blockdev/verity"
+	"github.com/chestfs/chestfs/internal/progress"
 	"github.com/chestfs/chestfs/xts"
 )
 
@@ -109,8 +111,10 @@ type Options struct {
 	Owner *[2]uint32 // if set, every inode gets this UID, GID
 	Label string     // LUKS2 label (at most 47 bytes)
 
-	// Progress gets a progress bar if it is a terminal; otherwise (and if
-	// nil) packing is quiet.
+	// Progress receives progress (internal/progress): a bar with bytes,
+	// rate and ETA if it is a terminal, a line every 5 s otherwise; a
+	// *progress.Printer is used as it is (its mode, prefix, quiet); nil is
+	// quiet.
 	Progress io.Writer
 	// Overwrite allows replacing an existing IMAGE; otherwise Pack fails
 	// with an error wrapping fs.ErrExist.
@@ -132,6 +136,8 @@ type Options struct {
 type Result struct {
 	// Size of the image in bytes, the tree included.
 	Size int64
+	// UUID of the LUKS2 header (as cryptsetup luksUUID prints it).
+	UUID string
 	// VerityRoot is the tree's root hash (nil without Options.Verity).
 	VerityRoot []byte
 	// Verity is the tree's parameters (nil without Options.Verity).
@@ -155,8 +161,8 @@ func Pack(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog := newProgress(opts.Progress)
-	defer prog.finish()
+	prog := progress.For(opts.Progress, "chestfs pack")
+	defer prog.Flush()
 
 	ext4File, err := os.CreateTemp(job.tmpDir, ".chestfs-pack-*.ext4")
 	if err != nil {
@@ -176,16 +182,16 @@ func Pack(ctx context.Context, opts Options) (*Result, error) {
 
 	volumeKey := randBytes(volumeKeySize)
 	defer clear(volumeKey)
-	prog.step("writing LUKS2 header")
+	prog.Step("writing LUKS2 header")
 	segmentSize := "dynamic"
 	if opts.Verity {
 		segmentSize = strconv.FormatInt(ext4Size, 10)
 	}
-	hdr, err := luksHeader(opts.Key, volumeKey, job.kdf, opts.Label, segmentSize)
+	hdr, uuid, err := luksHeader(opts.Key, volumeKey, job.kdf, opts.Label, segmentSize)
 	if err != nil {
 		return nil, err
 	}
-	img := imageJob{path: opts.Image, overwrite: opts.Overwrite, hdr: hdr, ext4Path: ext4Path, ext4Size: ext4Size,
+	img := imageJob{uuid: uuid, path: opts.Image, overwrite: opts.Overwrite, hdr: hdr, ext4Path: ext4Path, ext4Size: ext4Size,
 		volumeKey: volumeKey, verity: opts.Verity}
 	return img.write(ctx, prog)
 }
@@ -271,11 +277,11 @@ func sourceDir(d string) (string, os.FileInfo, error) {
 // buildExt4 runs mkfs.ext4 into path and returns the file system's size:
 // Options.Size less the header, or DIR's estimate plus headroom, grown by
 // half while it falls short (at most 5 times).
-func (j *job) buildExt4(ctx context.Context, path string, prog *progress) (int64, error) {
+func (j *job) buildExt4(ctx context.Context, path string, prog *progress.Printer) (int64, error) {
 	size := j.opts.Size - dataOffset
 	var inodes int64
 	if j.opts.Size == 0 {
-		prog.step("sizing " + j.opts.Dir)
+		prog.Step("sizing " + j.opts.Dir)
 		est, err := estimate(ctx, j.dir)
 		if err != nil {
 			return 0, err
@@ -283,7 +289,7 @@ func (j *job) buildExt4(ctx context.Context, path string, prog *progress) (int64
 		size, inodes = est.fsSize(j.headroom)
 	}
 	for attempt := 0; ; attempt++ {
-		prog.step(fmt.Sprintf("building ext4 (%d MiB)", size>>20))
+		prog.Step(fmt.Sprintf("building ext4 (%d MiB)", size>>20))
 		err := runMkfs(ctx, j.mkfs, j.dir, path, size, inodes)
 		if err == nil {
 			break
@@ -388,16 +394,31 @@ func runMkfs(ctx context.Context, mkfs, dir, path string, size, inodes int64) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		msg := strings.TrimSpace(out.String())
-		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
-			msg = strings.TrimSpace(msg[i+1:]) // the last line is the summary
-		}
+		msg := mkfsMessage(out.String(), mkfs)
 		if strings.Contains(out.String(), "Could not allocate") || strings.Contains(out.String(), "No space left") {
 			return fmt.Errorf("%w: mkfs.ext4: %s", ErrNoSpace, msg)
 		}
-		return fmt.Errorf("pack: mkfs.ext4 failed (%v): %s", err, msg)
+		return fmt.Errorf("pack: mkfs.ext4: %s (%v)", msg, err)
 	}
 	return nil
+}
+
+// mkfsMessage is the last line of mkfs's output, its summary, without the
+// "mkfs.ext4: " that mkfs starts it with (the caller adds its own).
+func mkfsMessage(out, mkfs string) string {
+	msg := strings.TrimSpace(out)
+	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+		msg = strings.TrimSpace(msg[i+1:])
+	}
+	for _, name := range []string{filepath.Base(mkfs), "mkfs.ext4", "mke2fs"} {
+		if m, ok := strings.CutPrefix(msg, name+": "); ok {
+			return m
+		}
+	}
+	if msg == "" {
+		return "no output"
+	}
+	return msg
 }
 
 // writeImage writes header and encrypted ext4 into a temporary file beside
@@ -405,6 +426,7 @@ func runMkfs(ctx context.Context, mkfs, dir, path string, size, inodes int64) er
 // imageJob is the image to write: the LUKS2 header, the ext4 to encrypt
 // behind it, and optionally the verity tree after both.
 type imageJob struct {
+	uuid      string
 	path      string
 	overwrite bool
 	hdr       []byte
@@ -415,7 +437,7 @@ type imageJob struct {
 }
 
 // write writes the image under a temporary name and publishes it.
-func (j imageJob) write(ctx context.Context, prog *progress) (res *Result, err error) {
+func (j imageJob) write(ctx context.Context, prog *progress.Printer) (res *Result, err error) {
 	image, overwrite, hdr, ext4Size := j.path, j.overwrite, j.hdr, j.ext4Size
 	dir, base := filepath.Split(image)
 	if dir == "" {
@@ -447,12 +469,13 @@ func (j imageJob) write(ctx context.Context, prog *progress) (res *Result, err e
 	if _, err := out.WriteAt(hdr, 0); err != nil {
 		return nil, fmt.Errorf("pack: write image: %w", err)
 	}
-	prog.start("encrypting", ext4Size)
-	if err := encryptStream(ctx, src, out, ext4Size, j.volumeKey, prog); err != nil {
+	task := prog.Start("encrypting", ext4Size)
+	defer task.Stop() // after a failure; nothing after Done
+	if err := encryptStream(ctx, src, out, ext4Size, j.volumeKey, task); err != nil {
 		return nil, err
 	}
-	prog.done()
-	res = &Result{Size: dataOffset + ext4Size}
+	task.Done()
+	res = &Result{Size: dataOffset + ext4Size, UUID: j.uuid}
 	if j.verity {
 		if err := appendVerity(out, res, prog); err != nil {
 			return nil, err
@@ -479,8 +502,8 @@ func (j imageJob) write(ctx context.Context, prog *progress) (res *Result, err e
 
 // appendVerity writes a dm-verity tree over the image's res.Size bytes right
 // after them (veritysetup format --hash-offset=SIZE --data-blocks=SIZE/4096).
-func appendVerity(f *os.File, res *Result, prog *progress) error {
-	prog.step("writing the dm-verity hash tree")
+func appendVerity(f *os.File, res *Result, prog *progress.Printer) error {
+	prog.Step("writing the dm-verity hash tree")
 	off := verity.AppendedHashOffset(res.Size, verityBlockSize)
 	p, root, err := verity.Format(f, f, verity.FormatOptions{HashOffset: off, DataBlocks: uint64(off / verityBlockSize)})
 	if err != nil {
@@ -523,7 +546,7 @@ func publish(tmp, image string, overwrite bool) error {
 
 // encryptStream encrypts n bytes of src into dst at dataOffset, 1 MiB at a
 // time on several cores; IV = byte offset within the segment / 512.
-func encryptStream(ctx context.Context, src io.ReaderAt, dst io.WriterAt, n int64, volumeKey []byte, prog *progress) error {
+func encryptStream(ctx context.Context, src io.ReaderAt, dst io.WriterAt, n int64, volumeKey []byte, task *progress.Task) error {
 	c, err := xts.New(cipherSpec, volumeKey)
 	if err != nil {
 		return fmt.Errorf("pack: data cipher: %w", err)
@@ -570,7 +593,7 @@ func encryptStream(ctx context.Context, src io.ReaderAt, dst io.WriterAt, n int6
 					fail(fmt.Errorf("pack: write image: %w", err))
 					return
 				}
-				prog.add(int64(len(b)))
+				task.Add(int64(len(b)))
 				if afterChunkHook != nil {
 					afterChunkHook()
 				}

@@ -265,6 +265,9 @@ func TestPackFailureLeavesNothing(t *testing.T) {
 		} else if want != nil && !errors.Is(err, want) {
 			t.Errorf("%s: error %v, want %v", name, err, want)
 		}
+		if n := strings.Count(fmt.Sprint(err), "mkfs.ext4:"); n > 1 {
+			t.Errorf("%s: %q says mkfs.ext4: %d times", name, err, n)
+		}
 		if strings.Contains(fmt.Sprint(err), string(key)+"\"") {
 			t.Errorf("%s: error mentions the key", name)
 		}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"github.com/chestfs/chestfs/internal/progress"
 )
 
 // openPTY returns a pseudo-terminal's master and slave ends.
@@ -36,12 +39,13 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
-// TestProgressOnTerminal: on a terminal Pack draws its bar up to 100%; the
-// same writer type on a plain file gets nothing.
+// TestProgressOnTerminal: on a terminal Pack draws its steps and bar up to
+// 100%; a plain file gets at most plain progress lines; a quiet Printer
+// gets nothing. Result.UUID is the header's UUID as cryptsetup reads it.
 func TestProgressOnTerminal(t *testing.T) {
 	needTools(t, "mkfs.ext4")
 	master, slave := openPTY(t)
-	if !isTerminal(slave) {
+	if !progress.IsTerminal(slave) {
 		t.Fatal("a pty slave is not a terminal")
 	}
 	var got bytes.Buffer
@@ -57,15 +61,23 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 	opts := testOptions(dir, filepath.Join(tmp, "img"), []byte("k"))
 	opts.Progress = slave
-	if _, err := Pack(testCtx(t), opts); err != nil {
+	res, err := Pack(testCtx(t), opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	slave.Close()
 	<-done
 	out := got.String()
-	for _, want := range []string{"building ext4", "encrypting [", "100%"} {
+	for _, want := range []string{"\x1b[Kchestfs pack: building ext4", "chestfs pack: encrypting", "100%"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("terminal output lacks %q: %q", want, out)
+		}
+	}
+	if len(res.UUID) != 36 {
+		t.Errorf("Result.UUID %q", res.UUID)
+	} else if _, err := exec.LookPath("cryptsetup"); err == nil {
+		if u := strings.TrimSpace(mustRun(t, "cryptsetup", "luksUUID", opts.Image)); u != res.UUID {
+			t.Errorf("Result.UUID %q, cryptsetup luksUUID %q", res.UUID, u)
 		}
 	}
 
@@ -78,7 +90,27 @@ func TestProgressOnTerminal(t *testing.T) {
 	if _, err := Pack(testCtx(t), opts); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := plain.Stat(); fi.Size() != 0 {
-		t.Errorf("progress written to a plain file (%d bytes)", fi.Size())
+	log, err := os.ReadFile(plain.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Off a terminal: only periodic lines of the encryption (if it lasts
+	// 5 s), no steps, no control characters.
+	for _, l := range strings.Split(strings.TrimSuffix(string(log), "\n"), "\n") {
+		if l != "" && !strings.HasPrefix(l, "chestfs pack: encrypting") {
+			t.Errorf("log line %q", l)
+		}
+	}
+	if strings.ContainsAny(string(log), "\r\x1b") {
+		t.Errorf("terminal control characters in a log file: %q", log)
+	}
+
+	var quiet bytes.Buffer
+	opts.Image, opts.Progress = filepath.Join(tmp, "img3"), progress.New(&quiet, progress.Options{Mode: progress.ModeQuiet})
+	if _, err := Pack(testCtx(t), opts); err != nil {
+		t.Fatal(err)
+	}
+	if quiet.Len() != 0 {
+		t.Errorf("quiet printer got %q", quiet.String())
 	}
 }

@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -61,19 +60,6 @@ func TestFSSizeEstimate(t *testing.T) {
 	}
 }
 
-func TestRenderBar(t *testing.T) {
-	s := renderBar("encrypting", 50<<20, 100<<20, 10)
-	if !strings.Contains(s, "[=====     ]") || !strings.Contains(s, " 50%") || !strings.Contains(s, "50/100 MiB") {
-		t.Errorf("bar: %q", s)
-	}
-	if s := renderBar("x", 5, 0, 4); !strings.Contains(s, "[====] 100%") {
-		t.Errorf("empty total: %q", s)
-	}
-	if newProgress(nil).w != nil || newProgress(&strings.Builder{}).w != nil {
-		t.Error("progress on a non-terminal")
-	}
-}
-
 func TestParseOwner(t *testing.T) {
 	if o, err := ParseOwner("1000:65537"); err != nil || *o != [2]uint32{1000, 65537} {
 		t.Errorf("ParseOwner: %v, %v", o, err)
@@ -81,6 +67,24 @@ func TestParseOwner(t *testing.T) {
 	for _, in := range []string{"", "1000", "a:b", "1:2:3", "-1:0", "4294967296:0", ":"} {
 		if _, err := ParseOwner(in); err == nil {
 			t.Errorf("ParseOwner(%q) accepted", in)
+		}
+	}
+}
+
+// TestMkfsMessage: the last line of mkfs's output, its "mkfs.ext4: " prefix
+// dropped (the error adds its own, once).
+func TestMkfsMessage(t *testing.T) {
+	out := "__populate_fs: Could not allocate block in ext2 filesystem while writing file \"big\"\n" +
+		"mkfs.ext4: Could not allocate block in ext2 filesystem while populating file system\n"
+	for _, c := range []struct{ out, prog, want string }{
+		{out, "/usr/sbin/mkfs.ext4", "Could not allocate block in ext2 filesystem while populating file system"},
+		{"mke2fs: bad\n", "/sbin/mke2fs", "bad"},
+		{"mymkfs: odd", "/opt/mymkfs", "odd"},
+		{"  \n", "mkfs.ext4", "no output"},
+		{"just text", "mkfs.ext4", "just text"},
+	} {
+		if got := mkfsMessage(c.out, c.prog); got != c.want {
+			t.Errorf("mkfsMessage(%q, %q) = %q, want %q", c.out, c.prog, got, c.want)
 		}
 	}
 }

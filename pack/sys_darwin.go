@@ -1,11 +1,8 @@
 package pack
 
 import (
-	"os"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // statT is what os.FileInfo.Sys returns here.
@@ -14,12 +11,6 @@ type statT = syscall.Stat_t
 func statTimes(st *statT) (mtime, atime *time.Time) {
 	m, a := time.Unix(st.Mtimespec.Sec, st.Mtimespec.Nsec), time.Unix(st.Atimespec.Sec, st.Atimespec.Nsec)
 	return &m, &a
-}
-
-// isTerminal asks the tty driver (TIOCGETA), so /dev/null and pipes are not terminals.
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TIOCGETA)
-	return err == nil
 }
 
 // lseek whences for sparse files: macOS numbers them the other way round from Linux.

@@ -1,10 +1,8 @@
 package pack
 
 import (
-	"os"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // statT is what os.FileInfo.Sys returns here.
@@ -13,13 +11,6 @@ type statT = syscall.Stat_t
 func statTimes(st *statT) (mtime, atime *time.Time) {
 	m, a := time.Unix(st.Mtim.Sec, st.Mtim.Nsec), time.Unix(st.Atim.Sec, st.Atim.Nsec)
 	return &m, &a
-}
-
-// isTerminal asks the tty driver (TCGETS), so /dev/null and pipes are not terminals.
-func isTerminal(f *os.File) bool {
-	var t syscall.Termios
-	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
-	return e == 0
 }
 
 // lseek whences for sparse files.

@@ -1,7 +1,6 @@
 package pack
 
 import (
-	"os"
 	"time"
 )
 
@@ -16,9 +15,6 @@ type statT struct {
 }
 
 func statTimes(*statT) (mtime, atime *time.Time) { return nil, nil }
-
-// isTerminal is false: no progress bar (the console may not take ANSI escapes).
-func isTerminal(*os.File) bool { return false }
 
 // xattrBlocks is 0: Windows files have no POSIX xattrs.
 func xattrBlocks(string) int64 { return 0 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -139,3 +140,45 @@ func TestImportConfigExample(t *testing.T) {
 }
 
 func typeName(v any) string { return strings.TrimPrefix(fmt.Sprintf("%T", v), "*") }
+
+// Issue 17: with no token and no identity configured, the error is one
+// short line saying how to give a token, not the SDK's list of attempts;
+// the retries are not warnings.
+func TestNoTokenOneLine(t *testing.T) {
+	t.Setenv(TokenEnv, "")
+	sdk := errors.New("DefaultAzureCredential: failed to acquire a token.\nAttempted credentials:\n\tEnvironmentCredential: missing environment variable AZURE_TENANT_ID\n\t" +
+		strings.Repeat("ManagedIdentityCredential authentication failed. ", 10))
+	c := &failingCred{err: sdk}
+	old := newDefaultCredential
+	newDefaultCredential = func() (azcore.TokenCredential, error) { return c, nil }
+	t.Cleanup(func() { newDefaultCredential = old })
+	var logged strings.Builder
+	o := Options{Backoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	_, err := o.bearer(context.Background(), "myhsm.managedhsm.azure.net", "")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	t.Logf("%d chars: %s", len(msg), msg)
+	for _, want := range []string{"no Key Vault token", "$CHESTFS_AKV_TOKEN", "--resource https://managedhsm.azure.net ", "managed or workload identity"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") || len(msg) > 250 || strings.Contains(msg, "DefaultAzureCredential") {
+		t.Errorf("not one short line: %q", msg)
+	}
+	if c.calls != TokenAttempts || logged.Len() != 0 {
+		t.Errorf("%d attempts, warnings %q", c.calls, logged.String())
+	}
+}
+
+type failingCred struct {
+	err   error
+	calls int
+}
+
+func (c *failingCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	c.calls++
+	return azcore.AccessToken{}, c.err
+}

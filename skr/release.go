@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -117,7 +118,14 @@ func (o *Options) bearer(ctx context.Context, host, fallback string) (string, er
 		if ctx.Err() != nil {
 			break
 		}
-		o.log().Warn("Key Vault bearer token failed, retrying", "attempt", i+1, "err", oneLine(err.Error(), 300))
+		o.log().Log(ctx, o.retryLevel(), "Key Vault bearer token failed, retrying", "attempt", i+1, "err", oneLine(err.Error(), 300))
+	}
+	if o.Credential == nil && o.ClientID == "" {
+		// Nothing was configured: say how to give a token, not the SDK's
+		// list of every credential it tried (that goes to the debug log).
+		o.log().Debug("Key Vault bearer token: DefaultAzureCredential", "err", oneLine(last.Error(), 2000))
+		return "", fmt.Errorf("skr: no Key Vault token: set $%s (az account get-access-token --resource %s --query accessToken -o tsv), or run where a managed or workload identity is available",
+			TokenEnv, strings.TrimSuffix(scopeFor(host), "/.default"))
 	}
 	who := "managed or workload identity"
 	if o.ClientID != "" {
@@ -130,6 +138,18 @@ func (o *Options) bearer(ctx context.Context, host, fallback string) (string, er
 // makes 3 too).
 const TokenAttempts = 3
 
+// newDefaultCredential is azidentity's DefaultAzureCredential (a variable for tests).
+var newDefaultCredential = func() (azcore.TokenCredential, error) { return azidentity.NewDefaultAzureCredential(nil) }
+
+// retryLevel logs a failed token try as a warning when an identity was
+// configured; without one, a failure is the usual case off Azure: debug.
+func (o *Options) retryLevel() slog.Level {
+	if o.Credential == nil && o.ClientID == "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
 // credential is Options.Credential, else the identity ClientID names
 // (workload identity when the federated token file is set, as on AKS;
 // else the managed identity), else DefaultAzureCredential.
@@ -138,7 +158,7 @@ func (o *Options) credential() (azcore.TokenCredential, error) {
 		return o.Credential, nil
 	}
 	if o.ClientID == "" {
-		return azidentity.NewDefaultAzureCredential(nil)
+		return newDefaultCredential()
 	}
 	if os.Getenv("AZURE_FEDERATED_TOKEN_FILE") != "" {
 		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientID: o.ClientID})

@@ -166,7 +166,7 @@ func TestClassify(t *testing.T) {
 		{context.DeadlineExceeded, true, nil, "no answer within 1s"},
 		{errors.New("something else"), false, nil, "something else"},
 	} {
-		transient, out := classify(tc.err, time.Second)
+		transient, out := classify(tc.err, time.Second, access{})
 		if transient != tc.transient || (tc.sentinel != nil && !errors.Is(out, tc.sentinel)) || !strings.Contains(out.Error(), tc.words) {
 			t.Errorf("%v: transient %v, %v", tc.err, transient, out)
 		}
@@ -209,3 +209,42 @@ func TestRetryAfter(t *testing.T) {
 }
 
 var _ azcore.TokenCredential = tagCredential{}
+
+// TestHints: the hint names what the credentials used lack.
+func TestHints(t *testing.T) {
+	anonAuto, anon := access{mode: AuthAnonymous, auto: true}, access{mode: AuthAnonymous}
+	sasR, sasW := access{mode: AuthSAS, auto: true}, access{mode: AuthSAS, write: true}
+	aadR, aadW := access{mode: AuthAzureAD}, access{mode: AuthAzureAD, write: true}
+	key := access{mode: AuthSharedKey}
+	for _, tc := range []struct {
+		status int
+		code   string
+		a      access
+		want   string
+	}{
+		{403, "AuthorizationFailure", anonAuto, "(no credentials were found: give a SAS (--sas-file or $CHESTFS_SAS), a shared key"},
+		{401, "NoAuthenticationInformation", anonAuto, "(no credentials were found: "},
+		{403, "AuthorizationFailure", anon, "(anonymous access was refused: give a SAS"},
+		{404, "ResourceNotFound", anonAuto, "(no such blob, or a private container read without credentials: give a SAS"},
+		{409, "PublicAccessNotPermitted", anonAuto, "(anonymous access is disabled on this account: give a SAS"},
+		{404, "BlobNotFound", anonAuto, ""},
+		{403, "AuthorizationPermissionMismatch", sasR, "(the SAS lacks read permission: it needs sp=r)"},
+		{403, "AuthorizationPermissionMismatch", sasW, "(the SAS lacks write permission"},
+		{403, "AuthorizationPermissionMismatch", aadR, "(the identity needs a data role such as Storage Blob Data Reader)"},
+		{403, "AuthorizationPermissionMismatch", aadW, "(the identity needs a data role such as Storage Blob Data Contributor)"},
+		{403, "AuthorizationFailure", aadR, "data role such as Storage Blob Data Reader, or the account's network rules"},
+		{403, "AuthorizationFailure", sasR, "(the SAS was refused"},
+		{403, "AuthenticationFailed", sasR, "(the SAS is wrong or expired)"},
+		{403, "AuthenticationFailed", key, "(the account key is wrong)"},
+		{404, "ContainerNotFound", sasW, "--create-container"},
+		{404, "ContainerNotFound", sasR, ""},
+	} {
+		got := hint(tc.status, tc.code, tc.a)
+		if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+			t.Errorf("%d %s %+v: %q, want %q", tc.status, tc.code, tc.a, got, tc.want)
+		}
+		if tc.a.mode != AuthAzureAD && strings.Contains(got, "role") {
+			t.Errorf("%d %s %+v: %q names a data role", tc.status, tc.code, tc.a, got)
+		}
+	}
+}

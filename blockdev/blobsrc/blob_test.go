@@ -98,9 +98,9 @@ func upload(t testing.TB, data []byte, url string, block bool) {
 	t.Helper()
 	var last, calls int64
 	err := blobsrc.Upload(testCtx(t), writeTemp(t, data), url, blobsrc.UploadOptions{
-		Block: block, Auth: "sharedkey", AccountName: azuritetest.Account, AccountKey: azuritetest.Key,
+		Block: block, Overwrite: true, Auth: "sharedkey", AccountName: azuritetest.Account, AccountKey: azuritetest.Key,
 		Parallel: 4, BlockSize: 1 << 20,
-		Progress: func(done, total int64) {
+		OnProgress: func(done, total int64) {
 			if done < last || total != int64(len(data)) {
 				t.Errorf("progress went from %d to %d of %d", last, done, total)
 			}

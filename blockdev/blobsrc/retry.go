@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 
@@ -79,7 +80,7 @@ func (b *Blob) backoff(attempt int) time.Duration {
 }
 
 func (b *Blob) classify(err error) (transient bool, out error) {
-	transient, out = classify(err, b.o.TryTimeout)
+	transient, out = classify(err, b.o.TryTimeout, access{mode: b.auth, auto: isAuto(b.o.Auth)})
 	var dns *net.DNSError
 	if !transient && b.ctx != nil && errors.As(err, &dns) && dns.IsNotFound {
 		// The name resolved at Open: "not found" now is the resolver's
@@ -93,9 +94,9 @@ func (b *Blob) classify(err error) (transient bool, out error) {
 }
 
 // classify says whether err is worth another try, and returns the error to
-// report: one line with the status and Azure's error code. A version change
-// comes back as errChanged.
-func classify(err error, tryTimeout time.Duration) (transient bool, out error) {
+// report: one line with the status, Azure's error code and a hint for a as
+// the request's credentials. A version change comes back as errChanged.
+func classify(err error, tryTimeout time.Duration, a access) (transient bool, out error) {
 	var re *azcore.ResponseError
 	var ce *credError
 	var se *shortError
@@ -115,14 +116,14 @@ func classify(err error, tryTimeout time.Duration) (transient bool, out error) {
 		case http.StatusPreconditionFailed:
 			return false, errChanged
 		case http.StatusNotFound:
-			return false, fmt.Errorf("HTTP 404 %s%s: %w", code, hint(re.StatusCode, code), ErrNotFound)
+			return false, fmt.Errorf("HTTP 404 %s%s: %w", code, hint(re.StatusCode, code, a), ErrNotFound)
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return false, fmt.Errorf("HTTP %d %s%s: %w", re.StatusCode, code, hint(re.StatusCode, code), ErrAccessDenied)
+			return false, fmt.Errorf("HTTP %d %s%s: %w", re.StatusCode, code, hint(re.StatusCode, code, a), ErrAccessDenied)
 		case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
 			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return true, fmt.Errorf("HTTP %d %s", re.StatusCode, code)
 		}
-		return false, fmt.Errorf("HTTP %d %s%s", re.StatusCode, code, hint(re.StatusCode, code))
+		return false, fmt.Errorf("HTTP %d %s%s", re.StatusCode, code, hint(re.StatusCode, code, a))
 	case errors.As(err, &se):
 		return true, se
 	case errors.As(err, &st):
@@ -162,22 +163,98 @@ func netMessage(err error) error {
 	}
 }
 
-func hint(status int, code string) string {
+// access is how a request was authorised, for hints.
+type access struct {
+	mode  string // resolved auth mode (AuthSAS, ...)
+	auto  bool   // the mode was chosen by auto: nothing more was configured
+	write bool   // an upload: the request writes
+}
+
+func isAuto(asked string) bool { return asked == "" || strings.EqualFold(asked, AuthAuto) }
+
+// credHelp says how to give credentials (the CLI's flags and variables).
+const credHelp = "give a SAS (--sas-file or $CHESTFS_SAS), a shared key ($AZURE_STORAGE_ACCOUNT and $AZURE_STORAGE_KEY) or an Azure AD identity (--auth azuread)"
+
+// hint explains an error code for the credentials used: a refused
+// anonymous request lacks credentials, a SAS its permission, an Azure AD
+// identity its data role.
+func hint(status int, code string, a access) string {
+	if a.mode == AuthAnonymous {
+		if h := anonymousHint(status, code, a.auto); h != "" {
+			return h
+		}
+	}
 	switch code {
 	case "AuthenticationFailed":
+		switch a.mode {
+		case AuthSAS:
+			return " (the SAS is wrong or expired)"
+		case AuthSharedKey:
+			return " (the account key is wrong)"
+		case AuthAzureAD:
+			return " (the Azure AD token was refused: is the identity in the account's tenant?)"
+		}
 		return " (the SAS or account key is wrong or expired)"
 	case "AuthorizationPermissionMismatch":
-		return " (the identity needs a data role such as Storage Blob Data Reader)"
+		return permissionHint(a)
 	case "AuthorizationFailure", "AuthorizationPermissionDenied":
+		switch a.mode {
+		case AuthSAS:
+			return " (the SAS was refused: wrong, expired or not for this blob, or the account's network rules block this client)"
+		case AuthSharedKey:
+			return " (the account key was refused, or the account's network rules block this client)"
+		case AuthAzureAD:
+			return " (the identity was refused: it needs a data role such as " + dataRole(a.write) +
+				", or the account's network rules block this client)"
+		}
 		return " (the SAS, key or identity was refused, or may not read this blob)"
 	case "NoAuthenticationInformation":
-		return " (the container is private: give a SAS URL or credentials)"
+		return " (the container is private: " + credHelp + ")"
 	case "PublicAccessNotPermitted":
 		return " (anonymous access is disabled on this account)"
+	case "ContainerNotFound":
+		if a.write {
+			return " (CreateContainer, --create-container, creates it)"
+		}
 	case "ResourceNotFound":
 		return " (no such blob, or a private container read anonymously)"
 	}
 	return ""
+}
+
+// anonymousHint: a refusal of a request without credentials.
+func anonymousHint(status int, code string, auto bool) string {
+	why := "anonymous access was refused"
+	if auto {
+		why = "no credentials were found"
+	}
+	switch {
+	case code == "PublicAccessNotPermitted":
+		why = "anonymous access is disabled on this account"
+	case code == "ResourceNotFound" && status == http.StatusNotFound:
+		why = "no such blob, or a private container read without credentials"
+	case status != http.StatusUnauthorized && status != http.StatusForbidden:
+		return ""
+	}
+	return " (" + why + ": " + credHelp + ")"
+}
+
+// permissionHint: the credentials are valid but may not do this.
+func permissionHint(a access) string {
+	if a.mode == AuthSAS {
+		if a.write {
+			return " (the SAS lacks write permission: it needs create and write, sp=cw)"
+		}
+		return " (the SAS lacks read permission: it needs sp=r)"
+	}
+	return " (the identity needs a data role such as " + dataRole(a.write) + ")"
+}
+
+func dataRole(write bool) string {
+	if write {
+		return "Storage Blob Data Contributor"
+	}
+	return "Storage Blob Data Reader"
 }
 
 // changed logs the version change once and returns the error every failing

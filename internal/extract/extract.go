@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path"
@@ -22,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/chestfs/chestfs/ext4"
+	"github.com/chestfs/chestfs/internal/progress"
 	syscall "github.com/chestfs/chestfs/internal/sysabi" // ext4 modes: Linux values on every host
 )
 
@@ -45,6 +47,17 @@ type Options struct {
 	// an *EntryError whose Error() is one printable line naming the path
 	// escaped. Nil: each is logged with slog.Warn.
 	Report func(path string, err error)
+	// Progress receives progress (internal/progress): bytes written and
+	// entries, against an estimate of the data from the superblock; a bar
+	// if it is a terminal, a line every 5 s otherwise; a *progress.Printer
+	// is used as it is; nil is quiet.
+	Progress io.Writer
+}
+
+// Result is what Extract wrote.
+type Result struct {
+	Entries int   // files, directories, links, nodes created
+	Bytes   int64 // file data written (holes not counted)
 }
 
 // EntryError is one entry that could not be extracted.
@@ -156,6 +169,8 @@ type extractor struct {
 	warned map[string]bool
 	buf    []byte
 	n      int
+	bytes  int64
+	task   *progress.Task
 	failed int
 	first  *EntryError
 }
@@ -175,37 +190,64 @@ func (x *extractor) fail(rel string, err error) {
 	slog.Warn(e.Error())
 }
 
-// Tree extracts the whole filesystem into dest (created if missing, must be
-// empty if it exists) and returns the number of entries written. An entry
-// that cannot be extracted (a read error, or a write error on the
-// destination) is reported through opts.Report and skipped, a directory
-// with its subtree; the error at the end is then an *IncompleteError.
+// Tree is Extract returning the number of entries written.
 func Tree(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (int, error) {
+	r, err := Extract(ctx, fsys, dest, opts)
+	return r.Entries, err
+}
+
+// Extract extracts the whole filesystem into dest (created if missing,
+// must be empty if it exists). An entry that cannot be extracted (a read
+// error, or a write error on the destination) is reported through
+// opts.Report and skipped, a directory with its subtree; the error at the
+// end is then an *IncompleteError.
+func Extract(ctx context.Context, fsys *ext4.FS, dest string, opts Options) (Result, error) {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return 0, err
+		return Result{}, err
 	}
 	if ents, err := os.ReadDir(dest); err != nil {
-		return 0, err
+		return Result{}, err
 	} else if len(ents) > 0 {
-		return 0, fmt.Errorf("extract: %s is not empty", dest)
+		return Result{}, fmt.Errorf("extract: %s is not empty", dest)
 	}
 	x := &extractor{ctx: ctx, fsys: fsys, opts: opts, links: map[uint64]string{}, dirs: map[uint64]string{},
 		buf: make([]byte, 1<<20)}
 	st, err := fsys.Stat(ext4.RootIno)
 	if err != nil {
-		return 0, err
+		return Result{}, err
 	}
+	prog := progress.For(opts.Progress, "chestfs extract")
+	defer prog.Flush()
+	x.task = prog.Start("extracting", dataEstimate(fsys)).Items("entries")
+	defer x.task.Stop() // after a cancellation; nothing after Done
 	x.dirs[ext4.RootIno] = dest
 	if err := x.dir(ext4.RootIno, dest, "/"); err != nil {
-		return x.n, err
+		return x.result(), err
 	}
 	if err := x.meta(dest, st); err != nil {
 		x.fail("/", err)
 	}
+	x.task.Done()
 	if x.failed > 0 {
-		return x.n, &IncompleteError{Failed: x.failed, First: x.first}
+		return x.result(), &IncompleteError{Failed: x.failed, First: x.first}
 	}
-	return x.n, nil
+	return x.result(), nil
+}
+
+func (x *extractor) result() Result { return Result{Entries: x.n, Bytes: x.bytes} }
+
+// created counts an entry made.
+func (x *extractor) created() {
+	x.n++
+	x.task.AddItems(1)
+}
+
+// dataEstimate is about the file data in fsys, for progress: the blocks
+// in use, as statfs(2) counts them (the journal, inode tables and other
+// metadata left out).
+func dataEstimate(fsys *ext4.FS) int64 {
+	s := fsys.Statfs()
+	return int64(s.Blocks-s.BFree) * int64(s.BlockSize)
 }
 
 // dir extracts the entries of directory ino into dst; rel is its path in
@@ -255,7 +297,7 @@ func (x *extractor) entry(ino uint64, p, rel string) error {
 			if err := os.Link(first, p); err != nil {
 				x.fail(rel, err)
 			} else {
-				x.n++
+				x.created()
 			}
 			return nil
 		}
@@ -268,7 +310,7 @@ func (x *extractor) entry(ino uint64, p, rel string) error {
 	if !created {
 		return nil
 	}
-	x.n++
+	x.created()
 	if st.Nlink > 1 {
 		x.links[ino] = p
 	}
@@ -291,7 +333,7 @@ func (x *extractor) subdir(ino uint64, p, rel string, st ext4.Stat) error {
 		return nil
 	}
 	x.dirs[ino] = p
-	x.n++
+	x.created()
 	if err := x.dir(ino, p, rel); err != nil {
 		return err
 	}
@@ -351,6 +393,7 @@ func (x *extractor) file(ino uint64, p string, size uint64) error {
 			}
 			return err
 		}
+		var written int64
 		for i := 0; i < len(chunk); i += len(zero) {
 			end := min(i+len(zero), len(chunk))
 			if bytes.Equal(chunk[i:end], zero[:end-i]) {
@@ -359,7 +402,10 @@ func (x *extractor) file(ino uint64, p string, size uint64) error {
 			if _, err := f.WriteAt(chunk[i:end], int64(off)+int64(i)); err != nil {
 				return err
 			}
+			written += int64(end - i)
 		}
+		x.bytes += written
+		x.task.Add(written)
 		off += n
 	}
 	if err := f.Truncate(int64(size)); err != nil {
