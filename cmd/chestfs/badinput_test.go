@@ -33,7 +33,7 @@ func TestNewCommandsRefuseBadInput(t *testing.T) {
 			"--key-file", filepath.Join(dir, "nokey")}, "no such file"},
 		{"import-key: bad hostdata", []string{"import-key", "--vault", "https://127.0.0.1:1", "--key-name", "k",
 			"--key-file", demoKey, "--hostdata", "zz"}, "64 hex digits"},
-		{"import-key: not https", []string{"import-key", "--vault", "ftp://x", "--key-name", "k",
+		{"import-key: not https", []string{"import-key", "--vault", "ftp://x", "--authority", "https://127.0.0.1:1", "--key-name", "k",
 			"--key-file", demoKey, "--hostdata", hostdata}, "https"},
 		{"import-key: garbage policy", []string{"import-key", "--vault", "https://127.0.0.1:1", "--key-name", "k",
 			"--key-file", demoKey, "--policy", garbage}, "policy"},

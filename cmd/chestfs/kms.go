@@ -203,8 +203,6 @@ func importKeyCmd(c *cli.Context) error {
 			return err
 		}
 	}
-	// The policy decides who gets the key: show it, so that nobody imports one blind.
-	fmt.Fprintf(os.Stderr, "release policy:\n%s\n", policy)
 	opts := skr.Options{Token: c.String("akv-token")}
 	if opts.Token == "" {
 		opts.Token = blob.AKV.BearerToken
@@ -227,6 +225,8 @@ func importKeyCmd(c *cli.Context) error {
 		return err
 	}
 	slog.Info("key imported", "kid", kid)
+	// The policy decides who gets the key: show it, so that nobody imports one blind.
+	fmt.Fprintf(os.Stderr, "release policy set on %s:\n%s\n", kid, policy)
 	return writeKeyBlob(c.String("out"), blob)
 }
 

@@ -71,8 +71,14 @@ func TestKeyReleaseThroughMockKMS(t *testing.T) {
 
 	// A policy that wants other host data: Key Vault refuses with 403, said in one line.
 	other := filepath.Join(t.TempDir(), "other.json")
-	mustRun(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", other,
+	ir := run(t, "import-key", "--vault", url, "--ca", ca, "--key-file", demoKey, "--out", other,
 		"--hostdata", strings.Repeat("ab", 32), "--key-name", "other-key")
+	// It shows the policy it set: the four claims that tie the key to an attested UVM.
+	for _, claim := range []string{"x-ms-sevsnpvm-hostdata", "x-ms-compliance-status", "x-ms-sevsnpvm-vmpl", "x-ms-sevsnpvm-is-debuggable", strings.Repeat("ab", 32)} {
+		if ir.code != 0 || !strings.Contains(ir.stderr, claim) {
+			t.Errorf("import-key: exit %d, printed policy lacks %q: %s", ir.code, claim, ir.stderr)
+		}
+	}
 	r := run(t, "ls", "--skr", other, "--attestation", "fake", "--ca", ca, demoImg)
 	if r.code == 0 || !strings.Contains(r.stderr, "403") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 2 {
 		t.Errorf("policy mismatch: exit %d, stderr %q", r.code, r.stderr)
