@@ -37,6 +37,18 @@ func TestBlob(t *testing.T) {
 		sharedKey(t)
 		mustRun(t, "upload", demoImg, pageURL)
 		mustRun(t, "upload", "--block", demoImg, blockURL)
+		// An existing blob is left alone unless asked; a missing container is made when asked.
+		if r := run(t, "upload", demoImg, pageURL); r.code == 0 || !strings.Contains(r.stderr, "--overwrite") {
+			t.Errorf("upload over an existing blob: exit %d, %q", r.code, r.stderr)
+		}
+		if r := run(t, "upload", "--overwrite", demoImg, pageURL); r.code != 0 || !strings.Contains(r.stderr, "content-md5") {
+			t.Errorf("upload --overwrite: exit %d, %q (want a summary line with the MD5)", r.code, r.stderr)
+		}
+		newURL := az.BlobURL("made-by-upload", "demo.img")
+		if r := run(t, "upload", demoImg, newURL); r.code == 0 || !strings.Contains(r.stderr, "--create-container") {
+			t.Errorf("upload into a missing container: exit %d, %q", r.code, r.stderr)
+		}
+		mustRun(t, "upload", "--create-container", "-q", demoImg, newURL)
 	})
 	want, _ := os.ReadFile(filepath.Join(demoSrc, "docs/numbers.txt"))
 

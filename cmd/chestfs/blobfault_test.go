@@ -50,7 +50,7 @@ func uploadBlob(t *testing.T, az *azuritetest.Server, img, url string) string {
 	t.Helper()
 	t.Setenv("AZURE_STORAGE_ACCOUNT", azuritetest.Account)
 	t.Setenv("AZURE_STORAGE_KEY", azuritetest.Key)
-	mustRun(t, "upload", img, url)
+	mustRun(t, "upload", "--overwrite", img, url)
 	c, err := blob.NewClientWithSharedKeyCredential(url, az.Credential(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,6 +38,7 @@ func packCommand() *cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "replace an existing IMAGE"},
 			&cli.BoolFlag{Name: "verity", Usage: "append a dm-verity hash tree over the encrypted image and print its root hash (give it to --verity-root)"},
 			&cli.StringFlag{Name: "verity-root-file", Usage: "with --verity: also write the root hash to `FILE`"},
+			quietFlag(),
 		},
 		Action: packCmd,
 	}
@@ -51,6 +53,10 @@ func uploadCommand() *cli.Command {
 			&cli.BoolFlag{Name: "block", Usage: "upload a block blob instead of a page blob"},
 			&cli.StringFlag{Name: "auth", Value: "auto", Usage: "credentials: auto, anonymous, sas, azuread, sharedkey"},
 			&cli.IntFlag{Name: "parallel", Value: 8, Usage: "requests in flight"},
+			&cli.BoolFlag{Name: "allow-http", Usage: "allow a plain http:// URL to a host other than loopback"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing blob (without it, an existing blob is left alone)"},
+			&cli.BoolFlag{Name: "create-container", Usage: "create the container (private) if it does not exist"},
+			quietFlag(),
 		},
 		Action: uploadCmd,
 	}
@@ -90,8 +96,9 @@ func packCmd(c *cli.Context) error {
 		Label:     c.String("label"),
 		Overwrite: c.Bool("force"),
 		Verity:    c.Bool("verity") || c.IsSet("verity-root-file"),
-		Progress:  os.Stderr,
 	}
+	prog := progressFor(c, "chestfs pack")
+	opts.Progress = prog
 	if s := c.String("size"); s != "" {
 		if opts.Size, err = pack.ParseSize(s); err != nil {
 			return fmt.Errorf("--size: %w", err)
@@ -104,11 +111,19 @@ func packCmd(c *cli.Context) error {
 	}
 	ctx, stop := signalContext(c.Context)
 	defer stop()
+	start := time.Now()
 	res, err := pack.Pack(ctx, opts)
 	if err != nil {
+		prog.Flush()
 		return err
 	}
+	extra := []string{"uuid " + res.UUID}
 	if res.VerityRoot != nil {
+		extra = append(extra, fmt.Sprintf("verity root hash %x", res.VerityRoot))
+	}
+	prog.Summary("packed "+a[1], res.Size, time.Since(start), extra...)
+	if res.VerityRoot != nil {
+		// On stdout, for scripts, also with -q.
 		fmt.Printf("verity root hash: %x\n", res.VerityRoot)
 		if path := c.String("verity-root-file"); path != "" {
 			return os.WriteFile(path, []byte(hex.EncodeToString(res.VerityRoot)+"\n"), 0o644)
@@ -124,10 +139,21 @@ func uploadCmd(c *cli.Context) error {
 	}
 	ctx, stop := signalContext(c.Context)
 	defer stop()
-	return blobsrc.Upload(ctx, a[0], a[1], blobsrc.UploadOptions{
-		Block:     c.Bool("block"),
-		Auth:      c.String("auth"),
-		Parallel:  c.Int("parallel"),
-		AllowHTTP: c.Bool("allow-http"),
+	prog := progressFor(c, "chestfs upload")
+	start := time.Now()
+	res, err := blobsrc.UploadFile(ctx, a[0], a[1], blobsrc.UploadOptions{
+		Block:           c.Bool("block"),
+		Auth:            c.String("auth"),
+		Parallel:        c.Int("parallel"),
+		AllowHTTP:       c.Bool("allow-http"),
+		Overwrite:       c.Bool("overwrite"),
+		CreateContainer: c.Bool("create-container"),
+		Progress:        prog,
 	})
+	if err != nil {
+		prog.Flush()
+		return err
+	}
+	prog.Summary("uploaded "+displaySource(a[1])+" ("+res.Type+")", res.Size, time.Since(start), fmt.Sprintf("content-md5 %x", res.MD5))
+	return nil
 }

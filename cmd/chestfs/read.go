@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +48,7 @@ func extractCommand() *cli.Command {
 			&cli.BoolFlag{Name: "devices", Category: "Extract", Usage: "create device nodes (root)"},
 			&cli.BoolFlag{Name: "preserve-setid", Category: "Extract", Usage: "keep setuid/setgid bits and file capabilities"},
 			&cli.BoolFlag{Name: "preserve", Category: "Extract", Usage: "all three of --same-owner, --devices, --preserve-setid"},
+			quietFlag(),
 		),
 		Action: extractCmd,
 	}
@@ -244,16 +244,14 @@ func extractCmd(c *cli.Context) error {
 			Devices:       all || c.Bool("devices"),
 			PreserveSetID: all || c.Bool("preserve-setid"),
 		}
-		return extractTo(c.Context, a[1], fsys, opts)
-	})
-}
-
-func extractTo(ctx context.Context, dest string, fsys *ext4.FS, opts extract.Options) error {
-	start := time.Now()
-	n, err := extract.Tree(ctx, fsys, dest, opts)
-	if err != nil {
+		prog := progressFor(c, "chestfs extract")
+		opts.Progress = prog
+		start := time.Now()
+		res, err := extract.Extract(c.Context, fsys, a[1], opts)
+		prog.Flush()
+		if err == nil || res.Entries > 0 {
+			prog.Summary(fmt.Sprintf("extracted %d entries to %s", res.Entries, a[1]), res.Bytes, time.Since(start))
+		}
 		return err
-	}
-	fmt.Fprintf(os.Stderr, "extracted %d entries to %s in %s\n", n, dest, time.Since(start).Round(time.Millisecond))
-	return nil
+	})
 }

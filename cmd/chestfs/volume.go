@@ -25,7 +25,7 @@ func decryptCommand() *cli.Command {
 		Usage:     "write the plaintext volume to OUTFILE (like cryptsetup open + dd): a new file (sparse), a device (in place) or - (stdout)",
 		ArgsUsage: "SOURCE OUTFILE",
 		Flags: append(openFlags(),
-			&cli.BoolFlag{Name: "force", Usage: "replace an existing regular OUTFILE"}),
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing regular OUTFILE"}, quietFlag()),
 		Action: decryptCmd,
 	}
 }
@@ -57,15 +57,26 @@ func decryptCmd(c *cli.Context) error {
 	if !o.encrypted() {
 		return errors.New("the source is not encrypted: nothing to decrypt")
 	}
+	prog := progressFor(c, "chestfs decrypt")
 	start := time.Now()
-	if err := writeVolume(c.Context, o.vol, a[1], c.Bool("force")); err != nil {
+	task := prog.Start("decrypting", o.vol.Size())
+	if err := writeVolume(c.Context, countingVolume{task.ReaderAt(o.vol), o.vol.Size()}, a[1], c.Bool("force")); err != nil {
+		task.Stop()
+		prog.Flush()
 		return fmt.Errorf("decrypt: %w", err)
 	}
-	size := o.vol.Size()
-	fmt.Fprintf(os.Stderr, "decrypted %d bytes to %s in %s (%.0f MB/s)\n", size, a[1],
-		time.Since(start).Round(time.Millisecond), float64(size)/1e6/max(time.Since(start).Seconds(), 1e-9))
+	task.Done()
+	prog.Summary("decrypted to "+a[1], o.vol.Size(), time.Since(start))
 	return nil
 }
+
+// countingVolume is a volume read through a progress counter.
+type countingVolume struct {
+	io.ReaderAt
+	size int64
+}
+
+func (v countingVolume) Size() int64 { return v.size }
 
 // writeVolume writes vol to out as the kind of thing out is: "-" streams
 // to stdout; an existing block or character device is written in place,
