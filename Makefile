@@ -31,7 +31,7 @@ man: build
 setup: setup-apt setup-npm
 
 setup-apt:
-	@missing=""; for c in cryptsetup:cryptsetup-bin veritysetup:cryptsetup-bin mkfs.ext4:e2fsprogs fusermount3:fuse3 setfattr:attr openssl:openssl getfacl:acl unshare:util-linux podman:podman runc:runc; do \
+	@missing=""; for c in cryptsetup:cryptsetup-bin veritysetup:cryptsetup-bin mkfs.ext4:e2fsprogs fusermount3:fuse3 setfattr:attr openssl:openssl getfacl:acl unshare:util-linux podman:podman runc:runc qemu-aarch64-static:qemu-user-static; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
@@ -53,6 +53,7 @@ vet:
 test: setup vet
 	mkdir -p $(TESTIMG)
 	CHESTFS_TESTIMG_DIR=$(TESTIMG) $(GO) test $(TESTFLAGS) $(PKGS)
+	$(MAKE) test-arm64
 
 # The arm64 XTS paths under qemu-user (Debian: apt-get install qemu-user-static),
 # which emulates the ARMv8 crypto extensions: the armv8 path must be selected.
