@@ -284,13 +284,18 @@ var (
 	blobRetries  = newDesc("chestfs_blob_retries_total", "GETs repeated after a transient failure (throttling, 5xx, timeout, broken connection).", counter)
 	blobFailures = newDesc("chestfs_blob_read_failures_total", "Blob reads that failed for good: permanently (403, 404, the blob changed) or after all retries.", counter)
 	blobBytes    = newDesc("chestfs_blob_received_bytes_total", "Response body bytes received from the blob service.", counter)
+	blobStalls   = newDesc("chestfs_blob_stalls_total", "GET tries abandoned for want of an answer or of body progress (a stalled connection, re-dialled).", counter)
+	blobTimeouts = newDesc("chestfs_blob_timeouts_total", "Blob reads that failed because nothing came within --io-timeout.", counter)
+	blobHedges   = newDesc("chestfs_blob_hedged_requests_total", "Second GETs sent because the first was slow (--hedge-after).", counter)
+	blobHedgeWon = newDesc("chestfs_blob_hedge_wins_total", "Hedged GETs that answered before the first.", counter)
 
 	verityVerified = newDesc("chestfs_verity_verified_blocks_total", "Data blocks that matched the dm-verity hash tree.", counter)
 	verityFailures = newDesc("chestfs_verity_failures_total", "Reads refused (EIO) because a data or hash block did not match the tree: the image was changed.", counter)
 
 	allDescs = []desc{cacheHits, cacheWaits, cacheMisses, cacheFetches, cachePrefetches, cachePrefetchHits,
 		cacheFetchErrors, cacheFetched, cacheEvictions, cacheResident, cachePeak, cacheMax,
-		blobRequests, blobRetries, blobFailures, blobBytes, verityVerified, verityFailures}
+		blobRequests, blobRetries, blobFailures, blobBytes, blobStalls, blobTimeouts, blobHedges, blobHedgeWon,
+		verityVerified, verityFailures}
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -328,6 +333,10 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(fs, blobRetries, s.Retries)
 		emit(fs, blobFailures, s.Failures)
 		emit(fs, blobBytes, s.BytesRead)
+		emit(fs, blobStalls, s.Stalls)
+		emit(fs, blobTimeouts, s.Timeouts)
+		emit(fs, blobHedges, s.Hedges)
+		emit(fs, blobHedgeWon, s.HedgeWins)
 	}
 	for _, fs := range sortedKeys(ver) {
 		s := ver[fs].Stats()

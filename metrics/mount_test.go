@@ -256,6 +256,7 @@ func TestBlobMetrics(t *testing.T) {
 
 	// A new version of the blob: the source is pinned to the old ETag.
 	randomFile(t, dir, "img", 2<<20, 4)
+	up.Overwrite = true
 	if err := blobsrc.Upload(ctx, filepath.Join(dir, "img"), url, up); err != nil {
 		t.Fatal(err)
 	}
