@@ -118,3 +118,32 @@ func TestSidecarMountsEveryFilesystem(t *testing.T) {
 		t.Errorf("left mounted")
 	}
 }
+
+// TestSidecarRunsCommand: sidecar -- CMD mounts every filesystem, runs CMD
+// with them, unmounts when it exits and exits with its status. raw_key
+// warns that the key is not attested.
+func TestSidecarRunsCommand(t *testing.T) {
+	requireFUSE(t)
+	key, _ := os.ReadFile(demoKey)
+	img, _ := filepath.Abs(demoImg)
+	base := t.TempDir()
+	mp1, mp2 := filepath.Join(base, "a"), filepath.Join(base, "b")
+	args := sidecarArgs(t,
+		map[string]any{"mount_point": mp1, "azure_url": img, "raw_key": fmtHex(key)},
+		map[string]any{"mount_point": mp2, "azure_url": img, "raw_key": fmtHex(key)},
+	)
+	cmd := exec.Command(binPath, "sidecar", "--", "sh", "-c", "cmp "+mp1+"/README.txt "+mp2+"/README.txt && exit 9")
+	cmd.Env = append(os.Environ(), "EncfsSideCarArgs="+args)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 9 {
+		t.Errorf("exit %v, want the command's 9: %s", err, se.String())
+	}
+	if isMounted(mp1) || isMounted(mp2) {
+		t.Error("a mount was left behind")
+	}
+	if strings.Count(se.String(), "raw_key") != 2 {
+		t.Errorf("want a raw_key warning per filesystem: %s", se.String())
+	}
+}
