@@ -3,10 +3,17 @@ package ext4
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	syscall "github.com/chestfs/chestfs/internal/sysabi" // Linux values, on every host
 	"io/fs"
 )
+
+// Directories are read the way the kernel reads them (fs/ext4/dir.c and
+// namei.c), damaged ones included: readdir of an htree directory goes
+// through the index in hash order (ext4_dx_readdir), of other directories
+// block by block (ext4_readdir), and lookups go through the index with a
+// linear scan only where the index is malformed (ext4_find_entry).
 
 // ftToDT maps ext4 dirent file types to syscall.DT_* values.
 var ftToDT = [8]uint8{syscall.DT_UNKNOWN, syscall.DT_REG, syscall.DT_DIR, syscall.DT_CHR,
@@ -59,30 +66,36 @@ func (f *FS) checkDirEntry(b []byte, off int) (int, string) {
 	return rl, ""
 }
 
-// walkEntries calls fn for each live entry (inode != 0) in a chain of
-// directory entries filling b; fn returns false to stop. At a damaged
-// entry it stops and says why: the kernel's readdir skips the rest of the
-// block (and its lookups meet the same entries), so callers do the same.
-func (f *FS) walkEntries(b []byte, fn func(name []byte, ino uint32, ft uint8) bool) (bad string, at int) {
-	for off := 0; off < len(b); {
+// emitFunc receives one live directory entry; it returns false to stop.
+type emitFunc func(name []byte, ino uint32, ft uint8) bool
+
+// walkEntries calls fn for each live entry (inode != 0) of the chain of
+// directory entries in b that starts before end; fn returns false to
+// stop. At a damaged entry it stops and says why: the kernel's readdir
+// skips the rest of the block there. It reports whether fn stopped it.
+func (f *FS) walkEntries(b []byte, end int, fn emitFunc) (stopped bool, bad string, at int) {
+	for off := 0; off < end; {
 		rl, why := f.checkDirEntry(b, off)
 		if why != "" {
-			return why, off
+			return false, why, off
 		}
 		ino := binary.LittleEndian.Uint32(b[off:])
 		nl := int(b[off+6])
-		ft := b[off+7]
-		if ino != 0 && nl > 0 {
-			if !f.sb.incompat(incompatFiletype) {
-				ft = 0
-			}
-			if !fn(b[off+8:off+8+nl], ino, ft) {
-				return "", 0
-			}
+		if ino != 0 && !fn(b[off+8:off+8+nl], ino, f.fileType(b[off+7])) {
+			return true, "", 0
 		}
 		off += rl
 	}
-	return "", 0
+	return false, "", 0
+}
+
+// fileType is a dirent's file_type as get_dtype reads it: unknown without
+// the filetype feature or beyond the known types.
+func (f *FS) fileType(ft uint8) uint8 {
+	if !f.sb.incompat(incompatFiletype) || ft >= 8 {
+		return 0
+	}
+	return ft
 }
 
 // badEntry logs a damaged directory entry that cut a block short, once per
@@ -110,136 +123,88 @@ func (f *FS) dirBlock(in *inode, lblk uint64) ([]byte, uint64, error) {
 	return b, phys, err
 }
 
-// leafEntries checks a leaf block's checksum tail and returns the block
-// to walk: the whole block, as the kernel checks entries against it (the
-// tail is an entry of inode 0, skipped).
-func (f *FS) leafEntries(in *inode, b []byte) ([]byte, error) {
-	if !f.csum {
-		return b, nil
-	}
+// direntCsum checks a leaf block's checksum tail (ext4_dirblock_csum_verify).
+func (f *FS) direntCsum(in *inode, b []byte) error {
 	t := len(b) - 12
 	if binary.LittleEndian.Uint32(b[t:]) != 0 || binary.LittleEndian.Uint16(b[t+4:]) != 12 ||
 		b[t+6] != 0 || b[t+7] != dirTailFT {
-		return nil, fmt.Errorf("%w: directory block without checksum tail", ErrChecksum)
+		return fmt.Errorf("%w: directory block without checksum tail", ErrChecksum)
 	}
 	if want, got := binary.LittleEndian.Uint32(b[t+8:]), crc32c(in.csumSeed, b[:t]); want != got {
-		return nil, fmt.Errorf("%w: directory block checksum %#x, computed %#x", ErrChecksum, want, got)
-	}
-	return b, nil
-}
-
-// isIndexed reports whether the directory uses an htree index.
-func (f *FS) isIndexed(in *inode) bool {
-	return in.iFlags&flagIndex != 0 && f.sb.compat(compatDirIndex) && in.iFlags&flagInlineData == 0
-}
-
-// isDxNode reports whether b is an htree interior node: one empty entry
-// spanning the whole block.
-func (f *FS) isDxNode(b []byte) bool {
-	return binary.LittleEndian.Uint32(b) == 0 && f.recLen(binary.LittleEndian.Uint16(b[4:])) == len(b) && b[6] == 0
-}
-
-// dxCount returns limit and count of an index node at co, verifying the
-// dx tail checksum.
-func (f *FS) dxCount(in *inode, b []byte, co int) (limit, count int, err error) {
-	limit = int(binary.LittleEndian.Uint16(b[co:]))
-	count = int(binary.LittleEndian.Uint16(b[co+2:]))
-	end := co + 8*limit
-	if f.csum {
-		end += 8
-	}
-	if count == 0 || count > limit || end > len(b) {
-		return 0, 0, fmt.Errorf("%w: htree node limit %d count %d", ErrCorrupt, limit, count)
-	}
-	if f.csum {
-		t := co + 8*limit
-		c := crc32c(in.csumSeed, b[:co+8*count])
-		c = crc32c(c, b[t:t+4])
-		c = crc32c(c, []byte{0, 0, 0, 0})
-		if want := binary.LittleEndian.Uint32(b[t+4:]); want != c {
-			return 0, 0, fmt.Errorf("%w: htree node checksum %#x, computed %#x", ErrChecksum, want, c)
-		}
-	}
-	return limit, count, nil
-}
-
-// forEachEntry calls fn for every entry of directory in, except "." and
-// "..", in on-disk order.
-func (f *FS) forEachEntry(in *inode, fn func(name []byte, ino uint32, ft uint8) bool) error {
-	if !in.isDir() {
-		return ErrNotDir
-	}
-	stopped := false
-	wrap := func(name []byte, ino uint32, ft uint8) bool {
-		if string(name) == "." || string(name) == ".." {
-			return true
-		}
-		if !fn(name, ino, ft) {
-			stopped = true
-			return false
-		}
-		return true
-	}
-	if in.iFlags&flagInlineData != 0 {
-		d, err := f.inlineData(in)
-		if err != nil {
-			return err
-		}
-		why, at := f.walkEntries(d[4:60], wrap)
-		f.badEntry(in.ino, 0, why, at)
-		if stopped {
-			return nil
-		}
-		why, at = f.walkEntries(d[60:], wrap)
-		f.badEntry(in.ino, 1, why, at)
-		return nil
-	}
-	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
-	indexed := f.isIndexed(in)
-	for lblk := uint64(0); lblk < nblk && !stopped; lblk++ {
-		phys, run, _, err := f.mapBlockRaw(in, lblk)
-		if err != nil {
-			return err
-		}
-		if phys == 0 {
-			// Linux (since 5.1) tolerates holes in directories and skips them.
-			lblk += run - 1
-			continue
-		}
-		b, err := f.block(phys)
-		if err != nil {
-			return err
-		}
-		if indexed && lblk == 0 {
-			continue // the htree root: only "." and ".."
-		}
-		if f.isDxNode(b) {
-			continue // an htree interior node, or an empty leaf without a tail
-		}
-		ents, err := f.leafEntries(in, b)
-		if err != nil {
-			return fmt.Errorf("directory block %d: %w", lblk, err)
-		}
-		why, at := f.walkEntries(ents, wrap)
-		f.badEntry(in.ino, lblk, why, at)
+		return fmt.Errorf("%w: directory block checksum %#x, computed %#x", ErrChecksum, want, got)
 	}
 	return nil
 }
 
-// ReadDir returns all entries of directory dir except "." and "..".
+// Kinds of directory block a reader expects (the kernel's dirblock_type_t).
+const (
+	dbIndex = iota // an htree root or interior node
+	dbLeaf         // a leaf reached through the htree index
+)
+
+// readDirBlock reads a directory block as __ext4_read_dirblock does for
+// the htree code: a hole is corruption, an index node must look like one
+// and pass the index checksum, any other block the leaf checksum.
+func (f *FS) readDirBlock(in *inode, lblk uint64, kind int) ([]byte, error) {
+	b, _, err := f.dirBlock(in, lblk)
+	if err != nil {
+		return nil, fmt.Errorf("directory block %d: %w", lblk, err)
+	}
+	isDx := f.isDxBlock(in, lblk, b)
+	if !isDx && kind == dbIndex {
+		return nil, fmt.Errorf("%w: directory block %d: a leaf where the htree has an index node", ErrCorrupt, lblk)
+	}
+	if !f.csum {
+		return b, nil
+	}
+	// An empty leaf looks like an index node: only a caller expecting an
+	// index checks the index checksum, and such a block no checksum.
+	if isDx && kind == dbIndex {
+		err = f.dxCsum(in, b)
+	} else if !isDx {
+		err = f.direntCsum(in, b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory block %d: %w", lblk, err)
+	}
+	return b, nil
+}
+
+// isDxBlock is the kernel's guess that a block of an indexed directory is
+// an index block: block 0, or one entry spanning the block.
+func (f *FS) isDxBlock(in *inode, lblk uint64, b []byte) bool {
+	return f.isIndexed(in) && (lblk == 0 || f.recLen(binary.LittleEndian.Uint16(b[4:])) == len(b))
+}
+
+// isIndexed reports whether the directory uses an htree index (is_dx).
+func (f *FS) isIndexed(in *inode) bool {
+	return in.iFlags&flagIndex != 0 && f.sb.compat(compatDirIndex) && in.iFlags&flagInlineData == 0
+}
+
+// dirBlocks is the number of whole blocks in a directory's i_size, bounded
+// by the filesystem's size so that a damaged i_size cannot make a scan
+// endless.
+func (f *FS) dirBlocks(in *inode) uint64 {
+	return min(in.iSize>>f.bits, f.sb.sBlocksCount)
+}
+
+// ReadDir returns the entries of directory dir except "." and "..", in
+// the order the kernel's readdir gives them (hash order for an htree
+// directory). On an error it also returns the entries listed before it,
+// as getdents(2) does.
 func (f *FS) ReadDir(dir uint64) ([]DirEntry, error) {
 	in, err := f.inode(dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []DirEntry
-	err = f.forEachEntry(in, func(name []byte, ino uint32, ft uint8) bool {
-		out = append(out, DirEntry{Name: string(name), Ino: uint64(ino), Type: ftToDT[ft&7]})
+	emit := func(name []byte, ino uint32, ft uint8) bool {
+		if string(name) != "." && string(name) != ".." {
+			out = append(out, DirEntry{Name: string(name), Ino: uint64(ino), Type: ftToDT[ft]})
+		}
 		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ext4: directory %d: %w", dir, err)
 	}
+	err = f.readDir(in, emit)
 	for i := range out {
 		if out[i].Type == syscall.DT_UNKNOWN {
 			if st, err := f.Stat(out[i].Ino); err == nil {
@@ -247,11 +212,138 @@ func (f *FS) ReadDir(dir uint64) ([]DirEntry, error) {
 			}
 		}
 	}
+	if err != nil {
+		return out, fmt.Errorf("ext4: directory %d: %w", dir, err)
+	}
 	return out, nil
 }
 
-// Lookup returns the inode number of name in directory dir, using the
-// htree index when there is one (falling back to a scan if it is corrupt).
+// readDir is ext4_readdir: the hash-ordered readdir for directories the
+// kernel counts as indexed (is_dx_dir: the index flag, or a single block,
+// with the dir_index feature), falling back to reading block by block
+// when the index is malformed.
+func (f *FS) readDir(in *inode, emit emitFunc) error {
+	if !in.isDir() {
+		return ErrNotDir
+	}
+	if in.iFlags&flagInlineData != 0 {
+		return f.inlineReadDir(in, emit)
+	}
+	if f.sb.compat(compatDirIndex) {
+		switch {
+		case in.iFlags&flagIndex != 0:
+			err := f.dxReadDir(in, emit)
+			if !errors.Is(err, errBadDx) {
+				return err
+			}
+			f.warnOnce(fmt.Sprintf("baddx %d", in.ino), "ext4: reading a directory with a malformed htree index block by block, as the kernel does",
+				"dir", in.ino, "reason", err)
+		case in.iSize>>f.bits == 1:
+			return f.singleBlockReadDir(in, emit)
+		}
+	}
+	return f.linearReadDir(in, emit)
+}
+
+// inlineReadDir lists an inline directory: the parent in the first four
+// bytes of i_block, entries in the rest and in the system.data xattr.
+func (f *FS) inlineReadDir(in *inode, emit emitFunc) error {
+	d, err := f.inlineData(in)
+	if err != nil {
+		return err
+	}
+	stopped, why, at := f.walkEntries(d[4:60], 56, emit)
+	f.badEntry(in.ino, 0, why, at)
+	if !stopped {
+		_, why, at = f.walkEntries(d[60:], len(d)-60, emit)
+		f.badEntry(in.ino, 1, why, at)
+	}
+	return nil
+}
+
+// singleBlockReadDir is the kernel's hash-ordered readdir of a directory of
+// one block without an index (htree_dirblock_to_tree on block 0): unlike
+// the block-by-block readdir, a bad checksum fails the listing.
+func (f *FS) singleBlockReadDir(in *inode, emit emitFunc) error {
+	b, err := f.readDirBlock(in, 0, dbLeaf)
+	if err != nil {
+		return err
+	}
+	version := int(f.sb.sDefHashVersion)
+	if version <= hashTea && !f.hashSign {
+		version += 3
+	}
+	if _, _, ok := dirHash(nil, version, f.sb.sHashSeed); !ok {
+		return fmt.Errorf("%w: default hash version %d", ErrCorrupt, version)
+	}
+	_, why, at := f.walkEntries(b, len(b)-8, emit)
+	f.badEntry(in.ino, 0, why, at)
+	return nil
+}
+
+// linearReadDir is ext4_readdir's block-by-block loop: holes and blocks
+// whose mapping is damaged are skipped, a block failing its checksum is
+// skipped with a warning, a bad entry ends its block, and entries are read
+// up to i_size even within a block.
+func (f *FS) linearReadDir(in *inode, emit emitFunc) error {
+	bs := uint64(f.bs)
+	nblk := min((in.iSize+bs-1)>>f.bits, f.sb.sBlocksCount)
+	for lblk := uint64(0); lblk < nblk; lblk++ {
+		phys, run, _, err := f.mapBlockRaw(in, lblk)
+		if errors.Is(err, ErrCorrupt) {
+			// The kernel skips a block it cannot map, or stops past i_blocks.
+			f.warnOnce(fmt.Sprintf("dirmap %d/%d", in.ino, lblk), "ext4: skipping a directory block that cannot be mapped, as the kernel does",
+				"dir", in.ino, "block", lblk, "reason", err)
+			if lblk*bs > in.iBlocks*512 {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("directory block %d: %w", lblk, err)
+		}
+		if phys == 0 {
+			lblk += max(run, 1) - 1 // Linux (since 5.1) skips holes in directories
+			continue
+		}
+		b, err := f.block(phys)
+		if err != nil {
+			return fmt.Errorf("directory block %d: %w", lblk, err)
+		}
+		if err := f.linearCsum(in, lblk, b); err != nil {
+			f.warnOnce(fmt.Sprintf("dircsum %d/%d", in.ino, lblk), "ext4: skipping a directory block that fails its checksum, as the kernel does",
+				"dir", in.ino, "block", lblk, "reason", err)
+			continue
+		}
+		end := int(min(bs, in.iSize-lblk*bs))
+		stopped, why, at := f.walkEntries(b, end, emit)
+		f.badEntry(in.ino, lblk, why, at)
+		if stopped {
+			return nil
+		}
+	}
+	return nil
+}
+
+// linearCsum checks a block met by a linear scan of a directory. The
+// kernel checks the leaf checksum of blocks it has not verified before: an
+// htree index block it has verified as such while probing the index (the
+// fallback to a linear readdir happens only after that) is not checked
+// again.
+func (f *FS) linearCsum(in *inode, lblk uint64, b []byte) error {
+	if !f.csum {
+		return nil
+	}
+	err := f.direntCsum(in, b)
+	if err != nil && f.isDxBlock(in, lblk, b) && f.dxCsum(in, b) == nil {
+		return nil
+	}
+	return err
+}
+
+// Lookup returns the inode number of name in directory dir as the kernel's
+// ext4_lookup finds it: through the htree index when there is one, by a
+// linear scan when there is none or it is malformed.
 func (f *FS) Lookup(dir uint64, name string) (uint64, error) {
 	in, err := f.inode(dir)
 	if err != nil {
@@ -273,32 +365,112 @@ func (f *FS) Lookup(dir uint64, name string) (uint64, error) {
 		}
 		return p, nil
 	}
-	nb := []byte(name)
-	if f.isIndexed(in) {
-		ino, err := f.dxLookup(in, nb)
-		if err == nil {
-			if ino == 0 {
-				return 0, fmt.Errorf("ext4: %q in directory %d: %w", name, dir, fs.ErrNotExist)
-			}
-			return ino, nil
-		}
-		// A damaged index: the leaves may still be fine, scan them.
-	}
-	var found uint64
-	err = f.forEachEntry(in, func(n []byte, ino uint32, _ uint8) bool {
-		if bytes.Equal(n, nb) {
-			found = uint64(ino)
-			return false
-		}
-		return true
-	})
+	ino, err := f.findEntry(in, []byte(name))
 	if err != nil {
 		return 0, fmt.Errorf("ext4: directory %d: %w", dir, err)
 	}
-	if found == 0 {
+	switch {
+	case ino == 0:
 		return 0, fmt.Errorf("ext4: %q in directory %d: %w", name, dir, fs.ErrNotExist)
+	case !f.validIno(ino):
+		return 0, fmt.Errorf("ext4: %q in directory %d: %w: bad inode number %d", name, dir, ErrCorrupt, ino)
+	case ino == dir:
+		return 0, fmt.Errorf("ext4: %q in directory %d: %w: linked to its own directory", name, dir, ErrCorrupt)
 	}
-	return found, nil
+	return ino, nil
+}
+
+// validIno is ext4_valid_inum: the root, or a non-reserved inode.
+func (f *FS) validIno(ino uint64) bool {
+	return ino == RootIno || ino >= uint64(f.sb.sFirstIno) && ino <= uint64(f.sb.sInodesCount)
+}
+
+// findEntry is ext4_find_entry: 0 when name is absent.
+func (f *FS) findEntry(in *inode, name []byte) (uint64, error) {
+	if in.iFlags&flagInlineData != 0 {
+		var found uint32
+		err := f.inlineReadDir(in, func(n []byte, ino uint32, _ uint8) bool {
+			if bytes.Equal(n, name) {
+				found = ino
+				return false
+			}
+			return true
+		})
+		return uint64(found), err
+	}
+	if f.isIndexed(in) {
+		ino, err := f.dxFind(in, name)
+		if !errors.Is(err, errBadDx) {
+			return ino, err
+		}
+		// Only a malformed index (ERR_BAD_DX_DIR) sends the kernel to a
+		// linear search; a checksum or read error fails the lookup.
+		f.warnOnce(fmt.Sprintf("baddx %d", in.ino), "ext4: searching a directory with a malformed htree index block by block, as the kernel does",
+			"dir", in.ino, "reason", err)
+	}
+	return f.linearFind(in, name)
+}
+
+// linearFind is ext4_find_entry's scan of every block: holes are skipped,
+// a leaf failing its checksum fails the lookup.
+func (f *FS) linearFind(in *inode, name []byte) (uint64, error) {
+	nblk := f.dirBlocks(in)
+	for lblk := uint64(0); lblk < nblk; lblk++ {
+		phys, run, _, err := f.mapBlockRaw(in, lblk)
+		if err != nil {
+			return 0, fmt.Errorf("directory block %d: %w", lblk, err)
+		}
+		if phys == 0 {
+			lblk += max(run, 1) - 1
+			continue
+		}
+		b, err := f.block(phys)
+		if err != nil {
+			return 0, fmt.Errorf("directory block %d: %w", lblk, err)
+		}
+		if f.csum && !f.isDxInternal(in, lblk, b) {
+			if err := f.direntCsum(in, b); err != nil {
+				return 0, fmt.Errorf("directory block %d: %w", lblk, err)
+			}
+		}
+		ino, err := f.searchDir(b, name)
+		if ino != 0 || err != nil {
+			return ino, err
+		}
+	}
+	return 0, nil
+}
+
+// isDxInternal is the kernel's is_dx_internal_node: block 0 of an indexed
+// directory, or one empty entry spanning the block.
+func (f *FS) isDxInternal(in *inode, lblk uint64, b []byte) bool {
+	return f.isIndexed(in) && (lblk == 0 ||
+		binary.LittleEndian.Uint32(b) == 0 && f.recLen(binary.LittleEndian.Uint16(b[4:])) == len(b))
+}
+
+// errBadEntry marks a lookup that met its name in a damaged entry.
+var errBadEntry = errors.New("the entry of the name is damaged")
+
+// searchDir is ext4_search_dir: it follows the rec_len chain with only
+// the checks the kernel makes there, so that a name after a damaged entry
+// may still be found, and checks fully the entry that matches.
+func (f *FS) searchDir(b, name []byte) (uint64, error) {
+	for off := 0; off < len(b)-8; {
+		nl := int(b[off+6])
+		ino := binary.LittleEndian.Uint32(b[off:])
+		if off+8+nl <= len(b) && ino != 0 && bytes.Equal(b[off+8:off+8+nl], name) {
+			if _, why := f.checkDirEntry(b, off); why != "" {
+				return 0, fmt.Errorf("%w: %w: %s", ErrCorrupt, errBadEntry, why)
+			}
+			return uint64(ino), nil
+		}
+		rl := f.recLen(binary.LittleEndian.Uint16(b[off+4:]))
+		if rl <= 0 {
+			return 0, fmt.Errorf("%w: %w: rec_len 0", ErrCorrupt, errBadEntry)
+		}
+		off += rl
+	}
+	return 0, nil
 }
 
 // parent returns the ".." inode of a directory: the entry after "." in
@@ -324,177 +496,4 @@ func (f *FS) parent(in *inode) (uint64, error) {
 		return 0, fmt.Errorf("%w: directory %d: \"..\" is inode %d", ErrCorrupt, in.ino, p)
 	}
 	return p, nil
-}
-
-type dxFrame struct {
-	b     []byte
-	co    int // offset of limit/count
-	count int
-	at    int // current entry index
-}
-
-func (fr *dxFrame) hash(i int) uint32 { return binary.LittleEndian.Uint32(fr.b[fr.co+8*i:]) }
-func (fr *dxFrame) block(i int) uint32 {
-	return binary.LittleEndian.Uint32(fr.b[fr.co+8*i+4:])
-}
-
-// dxLookup finds name through the htree index. It returns 0 with a nil
-// error when the name is absent, and an error when the index is unusable.
-func (f *FS) dxLookup(in *inode, name []byte) (uint64, error) {
-	hash, levels, err := f.dxRoot(in, name)
-	if err != nil {
-		return 0, err
-	}
-	nblk := min(in.iSize>>f.bits, f.sb.sBlocksCount)
-	frames, err := f.dxDescend(in, hash, levels, nblk)
-	if err != nil {
-		return 0, err
-	}
-	for steps := uint64(0); steps <= nblk; steps++ {
-		last := &frames[len(frames)-1]
-		found, err := f.dxSearchLeaf(in, uint64(last.block(last.at)), nblk, name)
-		if found != 0 || err != nil {
-			return found, err
-		}
-		more, err := f.dxNextLeaf(in, frames, hash, nblk)
-		if !more || err != nil {
-			return 0, err
-		}
-	}
-	return 0, fmt.Errorf("%w: htree walk does not end", ErrCorrupt)
-}
-
-// dxRoot checks the htree root of a directory and returns name's hash and
-// the index depth.
-func (f *FS) dxRoot(in *inode, name []byte) (hash uint32, levels int, err error) {
-	root, _, err := f.dirBlock(in, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	if len(root) < 0x28 || binary.LittleEndian.Uint32(root[0x18:]) != 0 || root[0x1D] != 8 {
-		return 0, 0, fmt.Errorf("%w: htree root info", ErrCorrupt)
-	}
-	version := int(root[0x1C])
-	levels = int(root[0x1E])
-	maxLevels := 2
-	if f.sb.incompat(incompatLargeDir) {
-		maxLevels = 3
-	}
-	if levels >= maxLevels {
-		return 0, 0, fmt.Errorf("%w: htree depth %d", ErrCorrupt, levels)
-	}
-	if version <= hashTea && !f.hashSign {
-		version += 3
-	}
-	hash, ok := dirHash(name, version, f.sb.sHashSeed)
-	if !ok {
-		return 0, 0, fmt.Errorf("%w: htree hash version %d", ErrUnsupported, version)
-	}
-	return hash, levels, nil
-}
-
-// dxDescend walks from the root to the leaf level, at each node choosing
-// the last entry whose hash is <= hash; it returns the path of frames.
-func (f *FS) dxDescend(in *inode, hash uint32, levels int, nblk uint64) ([]dxFrame, error) {
-	root, _, err := f.dirBlock(in, 0)
-	if err != nil {
-		return nil, err
-	}
-	frames := make([]dxFrame, 0, levels+1)
-	fr := dxFrame{b: root, co: 0x20}
-	for level := 0; ; level++ {
-		if _, fr.count, err = f.dxCount(in, fr.b, fr.co); err != nil {
-			return nil, err
-		}
-		fr.at = fr.search(hash)
-		frames = append(frames, fr)
-		if level == levels {
-			return frames, nil
-		}
-		if fr, err = f.dxNode(in, uint64(fr.block(fr.at)), nblk); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// search returns the index of the last entry whose hash is <= hash (entry
-// 0 has no hash and covers everything below entry 1's).
-func (fr *dxFrame) search(hash uint32) int {
-	lo, hi := 1, fr.count
-	for lo < hi {
-		m := (lo + hi) / 2
-		if fr.hash(m) <= hash {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo - 1
-}
-
-// dxNode reads the interior index node at logical block next.
-func (f *FS) dxNode(in *inode, next, nblk uint64) (dxFrame, error) {
-	if next == 0 || next >= nblk {
-		return dxFrame{}, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, next)
-	}
-	b, _, err := f.dirBlock(in, next)
-	if err != nil {
-		return dxFrame{}, err
-	}
-	if !f.isDxNode(b) {
-		return dxFrame{}, fmt.Errorf("%w: htree node %d", ErrCorrupt, next)
-	}
-	return dxFrame{b: b, co: 8}, nil
-}
-
-// dxSearchLeaf looks for name in the leaf at logical block leaf (0: absent).
-func (f *FS) dxSearchLeaf(in *inode, leaf, nblk uint64, name []byte) (uint64, error) {
-	if leaf == 0 || leaf >= nblk {
-		return 0, fmt.Errorf("%w: htree points to block %d", ErrCorrupt, leaf)
-	}
-	b, _, err := f.dirBlock(in, leaf)
-	if err != nil {
-		return 0, err
-	}
-	ents, err := f.leafEntries(in, b)
-	if err != nil {
-		return 0, err
-	}
-	var found uint64
-	why, at := f.walkEntries(ents, func(n []byte, ino uint32, _ uint8) bool {
-		if bytes.Equal(n, name) {
-			found = uint64(ino)
-			return false
-		}
-		return true
-	})
-	f.badEntry(in.ino, leaf, why, at)
-	return found, nil
-}
-
-// dxNextLeaf advances frames to the next leaf when a hash collision may
-// continue there, marked by the low bit of that leaf's starting hash
-// (ext4_htree_next_block). It reports false when the search is over.
-func (f *FS) dxNextLeaf(in *inode, frames []dxFrame, hash uint32, nblk uint64) (bool, error) {
-	i := len(frames) - 1
-	for ; i >= 0; i-- {
-		frames[i].at++
-		if frames[i].at < frames[i].count {
-			break
-		}
-	}
-	if i < 0 || frames[i].hash(frames[i].at)&^1 != hash {
-		return false, nil
-	}
-	for j := i + 1; j < len(frames); j++ {
-		fr, err := f.dxNode(in, uint64(frames[j-1].block(frames[j-1].at)), nblk)
-		if err != nil {
-			return false, err
-		}
-		if _, fr.count, err = f.dxCount(in, fr.b, fr.co); err != nil {
-			return false, err
-		}
-		frames[j] = fr
-	}
-	return true, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -464,11 +465,29 @@ func TestCorruptChecksums(t *testing.T) {
 			t.Fatal(err)
 		}
 		big := lookupPath(t, f, "big")
-		// The index is unusable; lookups fall back to scanning the leaves.
+		// As in the kernel (dx_probe's ext4_read_dirblock), an index block
+		// failing its checksum fails lookups and readdir (EBADMSG); only a
+		// malformed index sends them to a linear scan.
 		for _, i := range []int{0, 1500, 2999} {
-			if _, err := f.Lookup(big, testimg.LargeDirName(i)); err != nil {
+			if _, err := f.Lookup(big, testimg.LargeDirName(i)); !errors.Is(err, ext4.ErrChecksum) {
 				t.Fatalf("lookup with damaged index: %v", err)
 			}
+		}
+		if ents, err := f.ReadDir(big); !errors.Is(err, ext4.ErrChecksum) || len(ents) != 0 {
+			t.Fatalf("readdir with damaged index: %d entries, %v", len(ents), err)
+		}
+		if !testimg.IsRoot() {
+			return // the kernel's view needs a loop mount
+		}
+		mnt, err := testimg.TryMount(t, testimg.CopyFile(t, p), false)
+		if err != nil {
+			t.Fatalf("the kernel refuses the image: %v", err)
+		}
+		if _, err := os.ReadDir(filepath.Join(mnt, "big")); !errors.Is(err, syscall.EBADMSG) {
+			t.Errorf("the kernel's readdir: %v, want EBADMSG", err)
+		}
+		if _, err := os.Lstat(filepath.Join(mnt, "big", testimg.LargeDirName(1500))); !errors.Is(err, syscall.EBADMSG) {
+			t.Errorf("the kernel's lookup: %v, want EBADMSG", err)
 		}
 	})
 }

@@ -33,10 +33,9 @@ func dxHackHash(name []byte, signed bool) uint32 {
 	return hash0 << 1
 }
 
-// str2hashbuf packs up to num*4 name bytes into num words, padded with the
-// length (the kernel's str2hashbuf_signed/unsigned).
-func str2hashbuf(msg []byte, num int, signed bool) []uint32 {
-	buf := make([]uint32, 0, num)
+// str2hashbuf packs up to num*4 name bytes into buf[:num], padded with
+// the length (the kernel's str2hashbuf_signed/unsigned).
+func str2hashbuf(msg []byte, num int, signed bool, buf *[8]uint32) {
 	l := len(msg)
 	pad := uint32(l) | uint32(l)<<8
 	pad |= pad << 16
@@ -44,22 +43,24 @@ func str2hashbuf(msg []byte, num int, signed bool) []uint32 {
 	if l > num*4 {
 		l = num * 4
 	}
+	k := 0
 	for i := 0; i < l; i++ {
 		val = nameChar(msg[i], signed) + (val << 8)
 		if i%4 == 3 {
-			buf = append(buf, val)
+			buf[k] = val
+			k++
 			val = pad
 			num--
 		}
 	}
-	num--
-	if num >= 0 {
-		buf = append(buf, val)
+	if num--; num >= 0 {
+		buf[k] = val
+		k++
 	}
 	for num--; num >= 0; num-- {
-		buf = append(buf, pad)
+		buf[k] = pad
+		k++
 	}
-	return buf
 }
 
 func halfMD4Transform(buf *[4]uint32, in []uint32) {
@@ -117,33 +118,36 @@ func teaTransform(buf *[4]uint32, in []uint32) {
 	buf[1] += b1
 }
 
-// dirHash computes the major htree hash of name (ext4fs_dirhash), with the
-// low bit cleared as stored in index entries.
-func dirHash(name []byte, version int, seed [4]uint32) (uint32, bool) {
+// dirHash computes the major and minor htree hashes of name
+// (ext4fs_dirhash), the major with its low bit cleared as stored in index
+// entries. ok is false for an unknown hash version.
+func dirHash(name []byte, version int, seed [4]uint32) (hash, minor uint32, ok bool) {
 	buf := [4]uint32{0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476}
 	if seed != ([4]uint32{}) {
 		buf = seed
 	}
-	var hash uint32
+	var in [8]uint32
 	switch version {
 	case hashLegacy, hashLegacyUnsigned:
 		hash = dxHackHash(name, version == hashLegacy)
 	case hashHalfMD4, hashHalfMD4Unsigned:
 		for p := name; len(p) > 0; p = p[min(32, len(p)):] {
-			halfMD4Transform(&buf, str2hashbuf(p, 8, version == hashHalfMD4))
+			str2hashbuf(p, 8, version == hashHalfMD4, &in)
+			halfMD4Transform(&buf, in[:])
 		}
-		hash = buf[1]
+		hash, minor = buf[1], buf[2]
 	case hashTea, hashTeaUnsigned:
 		for p := name; len(p) > 0; p = p[min(16, len(p)):] {
-			teaTransform(&buf, str2hashbuf(p, 4, version == hashTea))
+			str2hashbuf(p, 4, version == hashTea, &in)
+			teaTransform(&buf, in[:4])
 		}
-		hash = buf[0]
+		hash, minor = buf[0], buf[1]
 	default:
-		return 0, false
+		return 0, 0, false
 	}
 	hash &^= 1
 	if hash == 0x7fffffff<<1 {
 		hash = (0x7fffffff - 1) << 1
 	}
-	return hash, true
+	return hash, minor, true
 }
