@@ -18,10 +18,18 @@ func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse
 	return []byte(target), fuse.OK
 }
 
-// Open admits read-only opens; file handles carry no state.
+// Open answers a read-only open with ENOSYS: file handles carry no state,
+// and the kernel (FUSE_NO_OPEN_SUPPORT) then stops sending OPEN and RELEASE
+// for the rest of the mount, opening every file as with FOPEN_KEEP_CACHE.
+// That saves a round trip per file opened (a tree read file by file, an
+// import). Writing opens never get here on the read-only mount (the VFS
+// says EROFS), but should one come, it gets EROFS.
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0 {
 		return fuse.EROFS
+	}
+	if !r.keepOpen {
+		return fuse.ENOSYS
 	}
 	// KEEP_CACHE: the page cache stays valid across opens (immutable image);
 	// NOFLUSH: nothing to flush on close.
