@@ -54,6 +54,9 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {}
 
-func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.OK }
+// Flush says ENOSYS: there is nothing to flush, and the kernel then stops
+// sending FLUSH on every close (files opened without OPEN, see Open, carry
+// no FOPEN_NOFLUSH).
+func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status { return fuse.OK }
