@@ -50,6 +50,7 @@ type groupDesc struct {
 	bgFreeInodesCount uint32
 	bgFlags           uint16
 	bgChecksum        uint16
+	bgItableUnused    uint32
 }
 
 // Open reads the superblock and group descriptors of the filesystem in r,
@@ -259,6 +260,7 @@ func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 		bgFreeInodesCount: uint32(le16(0xE)),
 		bgFlags:           le16(0x12),
 		bgChecksum:        le16(0x1E),
+		bgItableUnused:    uint32(le16(0x1C)),
 	}
 	if len(b) >= 64 {
 		d.bgBlockBitmap |= uint64(le32(0x20)) << 32
@@ -266,6 +268,7 @@ func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 		d.bgInodeTable |= uint64(le32(0x28)) << 32
 		d.bgFreeBlocksCount |= uint32(le16(0x2C)) << 16
 		d.bgFreeInodesCount |= uint32(le16(0x2E)) << 16
+		d.bgItableUnused |= uint32(le16(0x32)) << 16
 	}
 	if f.csum {
 		c := crc32c(f.csumSeed, le32b(uint32(g)))

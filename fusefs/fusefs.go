@@ -44,6 +44,11 @@ type Options struct {
 	// time taken, the bytes of file data returned (reads only, else 0),
 	// and nil or the syscall.Errno answered. For metrics; it must be fast.
 	Observe func(op string, d time.Duration, n int, err error)
+	// KeepXattrs answers GETXATTR from the image even when no inode has
+	// an xattr. By default such an image says ENOSYS once, so that the
+	// kernel stops asking (getxattr then fails with EOPNOTSUPP rather
+	// than ENODATA).
+	KeepXattrs bool
 }
 
 const (
@@ -139,6 +144,9 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", abs, err)
 	}
 	raiseReadAhead(abs)
+	if !opts.KeepXattrs {
+		go raw.scanXattrs()
+	}
 	return s, nil
 }
 

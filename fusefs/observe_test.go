@@ -34,7 +34,7 @@ func TestObserve(t *testing.T) {
 		seen = append(seen, observation{op, d, n, err})
 		mu.Unlock()
 	}
-	mnt, srv := mountFUSE(t, fsys, Options{Observe: obs, Debug: true})
+	mnt, srv := mountFUSE(t, fsys, Options{Observe: obs, Debug: true, KeepXattrs: true})
 	want, err := os.ReadFile(filepath.Join(mnt, markerName))
 	if err != nil || !strings.Contains(string(want), markerData) {
 		t.Fatalf("read through the mount: %q %v", want, err)

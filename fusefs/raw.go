@@ -63,6 +63,12 @@ type rawFS struct {
 	// ask for them once per entry) on every listing.
 	nlookupMu sync.Mutex
 	nlookup   map[uint64]uint64
+
+	// noXattrs: the image holds no xattr at all (scanXattrs), GETXATTR
+	// answers ENOSYS. keepOpen answers OPEN (for tests of the handle
+	// path) instead of ENOSYS.
+	noXattrs atomic.Bool
+	keepOpen bool
 }
 
 func newRawFS(f filesystem) *rawFS {

@@ -251,6 +251,14 @@ func TestRawReadXattr(t *testing.T) {
 		t.Fatal(err)
 	}
 	var oo fuse.OpenOut
+	// ENOSYS: the kernel stops sending OPEN and keeps the page cache.
+	if st := r.Open(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: ino}, Flags: syscall.O_RDONLY}, &oo); st != fuse.ENOSYS {
+		t.Fatalf("open: %v %+v, want ENOSYS", st, oo)
+	}
+	if st := r.Open(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: ino}, Flags: syscall.O_RDWR}, &oo); st != fuse.EROFS {
+		t.Fatalf("open for writing: %v, want EROFS", st)
+	}
+	r.keepOpen = true
 	if st := r.Open(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: ino}, Flags: syscall.O_RDONLY}, &oo); !st.Ok() || oo.OpenFlags&fuse.FOPEN_KEEP_CACHE == 0 {
 		t.Fatalf("open: %v %+v", st, oo)
 	}

@@ -18,10 +18,18 @@ func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse
 	return []byte(target), fuse.OK
 }
 
-// Open admits read-only opens; file handles carry no state.
+// Open answers a read-only open with ENOSYS: file handles carry no state,
+// and the kernel (FUSE_NO_OPEN_SUPPORT) then stops sending OPEN and RELEASE
+// for the rest of the mount, opening every file as with FOPEN_KEEP_CACHE.
+// That saves a round trip per file opened (a tree read file by file, an
+// import). Writing opens never get here on the read-only mount (the VFS
+// says EROFS), but should one come, it gets EROFS.
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY || in.Flags&syscall.O_TRUNC != 0 {
 		return fuse.EROFS
+	}
+	if !r.keepOpen {
+		return fuse.ENOSYS
 	}
 	// KEEP_CACHE: the page cache stays valid across opens (immutable image);
 	// NOFLUSH: nothing to flush on close.
@@ -46,6 +54,9 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {}
 
-func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.OK }
+// Flush says ENOSYS: there is nothing to flush, and the kernel then stops
+// sending FLUSH on every close (files opened without OPEN, see Open, carry
+// no FOPEN_NOFLUSH).
+func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status { return fuse.OK }

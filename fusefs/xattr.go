@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -8,6 +9,22 @@ import (
 )
 
 // Extended attributes: GETXATTR and LISTXATTR, through a name cache.
+
+// scanXattrs sets noXattrs when the filesystem can say that no inode has an
+// xattr. It runs in the background after the mount is up: until it ends,
+// GETXATTR is answered from the image as usual.
+func (r *rawFS) scanXattrs() {
+	s, ok := r.fs.(interface{ NoXattrs() (bool, error) })
+	if !ok {
+		return
+	}
+	none, err := s.NoXattrs()
+	if err != nil {
+		slog.Debug("fusefs: xattr scan", "err", err)
+		return
+	}
+	r.noXattrs.Store(none)
+}
 
 // maxXattrCache bounds the xattr name cache (about 40 bytes an inode
 // without xattrs); when full it starts over.
@@ -47,6 +64,13 @@ func (r *rawFS) xattrList(ino uint64) ([]string, error) {
 }
 
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	if r.noXattrs.Load() {
+		// The image has none at all: ENOSYS makes the kernel stop asking
+		// (getxattr then fails with EOPNOTSUPP, as on a filesystem without
+		// xattr support, and ACL checks fall back to the mode bits), which
+		// saves ls -l two requests per entry, cold or warm.
+		return 0, fuse.ENOSYS
+	}
 	ino := inoOf(h.NodeId)
 	// A name the inode does not list is answered without reading it again.
 	// Should listing fail, GetXattr below reports why.
