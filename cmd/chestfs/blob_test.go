@@ -88,6 +88,30 @@ func TestBlob(t *testing.T) {
 			t.Errorf("the SAS signature leaked into the error: %q", r.stderr)
 		}
 	})
+	t.Run("disk cache", func(t *testing.T) {
+		// Chunks land in --cache-dir (ciphertext, with a checksum trailer) and serve the next run.
+		dir := filepath.Join(t.TempDir(), "cache")
+		for i := 0; i < 2; i++ {
+			if got := mustRun(t, "cat", "--auth", "anonymous", "--key-file", demoKey, "--cache-dir", dir, "--cache-dir-size", "64M",
+				pageURL, "/docs/numbers.txt"); got != string(want) {
+				t.Fatalf("run %d through the disk cache: content differs", i)
+			}
+		}
+		var files int
+		var plaintext bool
+		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				files++
+				if b, _ := os.ReadFile(p); strings.Contains(string(b), "chestfs") {
+					plaintext = true
+				}
+			}
+			return nil
+		})
+		if files == 0 || plaintext {
+			t.Errorf("disk cache: %d files, plaintext on disk %v", files, plaintext)
+		}
+	})
 	t.Run("shared key", func(t *testing.T) {
 		sharedKey(t)
 		ls := mustRun(t, "ls", "--key-file", demoKey, blockURL, "/docs")

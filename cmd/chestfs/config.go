@@ -38,6 +38,10 @@ type sourceConfig struct {
 	NoRetries bool
 	// AllowHTTP allows plain http to hosts other than loopback.
 	AllowHTTP bool
+	// CacheDir keeps fetched blob chunks (ciphertext) on disk across restarts,
+	// at most CacheDirBytes; empty means none.
+	CacheDir      string
+	CacheDirBytes int64
 	// IOTimeout bounds one read from the blob, retries included (then EIO).
 	IOTimeout time.Duration
 	// HedgeAfter sends a second GET for a request unanswered this long; NoHedge turns that off.

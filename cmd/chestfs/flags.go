@@ -67,6 +67,8 @@ func sourceFlags() []cli.Flag {
 		&cli.IntFlag{Name: "readahead", Category: "Source", Value: cache.DefaultReadahead, Usage: "chunks read ahead on sequential access (0 turns it off)"},
 		&cli.StringFlag{Name: "fetch-size", Category: "Source", Value: "8M", Usage: "most bytes one readahead GET reads (`SIZE`): larger requests cost the service and the bill less"},
 		&cli.IntFlag{Name: "retries", Category: "Source", Value: 5, Usage: "retries of a failed blob read (0 turns retrying off)"},
+		&cli.StringFlag{Name: "cache-dir", Category: "Source", Usage: "keep fetched blob chunks (ciphertext only, checked on reuse) in `DIR` across restarts"},
+		&cli.StringFlag{Name: "cache-dir-size", Category: "Source", Value: "4G", Usage: "most disk --cache-dir may use (`SIZE`)"},
 		&cli.DurationFlag{Name: "io-timeout", Category: "Source", Value: blobsrc.DefaultIOTimeout,
 			Usage: "a blob read that gets no data within this, retries included, fails with EIO (a stalled connection is dropped and re-dialled before that)"},
 		&cli.DurationFlag{Name: "hedge-after", Category: "Source", Value: blobsrc.DefaultHedgeAfter,
@@ -139,6 +141,11 @@ func sourceConfigFrom(c *cli.Context) (sourceConfig, error) {
 		return s, fmt.Errorf("--fetch-size %q: want a size from 1 to 256M", c.String("fetch-size"))
 	}
 	s.FetchBytes = int(fetch)
+	if s.CacheDir = c.String("cache-dir"); s.CacheDir != "" {
+		if s.CacheDirBytes, err = pack.ParseSize(c.String("cache-dir-size")); err != nil {
+			return s, fmt.Errorf("--cache-dir-size: %w", err)
+		}
+	}
 	return s, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/chestfs/chestfs/blockdev"
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/cache"
+	"github.com/chestfs/chestfs/blockdev/diskcache"
 	"github.com/chestfs/chestfs/blockdev/luks"
 	"github.com/chestfs/chestfs/blockdev/verity"
 	"github.com/chestfs/chestfs/ext4"
@@ -186,6 +187,13 @@ func (o *opened) openSource(ctx context.Context, s sourceConfig, v verityConfig)
 		return err
 	}
 	o.blob, _ = raw.(*blobsrc.Blob)
+	if s.CacheDir != "" && o.blob != nil {
+		// Below verity: chunks from disk are checked like network bytes.
+		if raw, err = diskCached(o.blob, s); err != nil {
+			closeReverse(closers)
+			return err
+		}
+	}
 	src, vc, err := openVerified(ctx, raw, s, v)
 	if err != nil {
 		closeReverse(closers)
@@ -225,4 +233,17 @@ func closeReverse(closers []io.Closer) {
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i].Close()
 	}
+}
+
+// diskCached puts the persistent chunk cache (--cache-dir) over a blob.
+func diskCached(b *blobsrc.Blob, s sourceConfig) (blockdev.Source, error) {
+	dc, err := diskcache.Open(s.CacheDir, s.CacheDirBytes)
+	if err != nil {
+		return nil, fmt.Errorf("--cache-dir: %w", err)
+	}
+	src, err := dc.Wrap(b, b.URL(), b.ETag())
+	if err != nil {
+		return nil, fmt.Errorf("--cache-dir: %w", err)
+	}
+	return src, nil
 }
