@@ -139,14 +139,7 @@ func (x *XTS) cryptAsm(dst, src []byte, unitSize int, n uint64, decrypt bool) {
 	var tweaks [tweakBatch * 16]byte
 	for u := 0; u < units; u += tweakBatch {
 		cnt := min(tweakBatch, units-u)
-		for i := range tweakBatch {
-			iv := n + uint64(i)*step
-			if x.plain32 {
-				iv = uint64(uint32(iv))
-			}
-			putLE64(tweaks[16*i:], iv)
-			putLE64(tweaks[16*i+8:], 0)
-		}
+		x.ivBlocks(tweaks[:16*tweakBatch], n, step)
 		encrypt8(&a.tweak[0], a.rounds, &tweaks[0])
 		d := &dst[u*unitSize]
 		s := &src[u*unitSize]

@@ -96,14 +96,7 @@ func (x *XTS) cryptAsm(dst, src []byte, unitSize int, n uint64, decrypt bool) {
 	var tweaks [tweakBatch * 16]byte
 	for u := 0; u < units; u += tweakBatch {
 		cnt := min(tweakBatch, units-u)
-		for i := range cnt {
-			iv := n + uint64(i)*step
-			if x.plain32 {
-				iv = uint64(uint32(iv))
-			}
-			putLE64(tweaks[16*i:], iv)
-			putLE64(tweaks[16*i+8:], 0)
-		}
+		x.ivBlocks(tweaks[:16*cnt], n, step)
 		encryptBlocks(&a.tweak[0], a.rounds, &tweaks[0], cnt)
 		d := &dst[u*unitSize]
 		s := &src[u*unitSize]

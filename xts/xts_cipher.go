@@ -117,3 +117,18 @@ func mulAlpha(lo, hi uint64) (uint64, uint64) {
 	lo = lo<<1 ^ (0x87 & -carry)
 	return lo, hi
 }
+
+// ivBlocks writes the IV blocks of consecutive units, the first being unit
+// n and each step 512-byte sectors after the last, for the assembly paths
+// to encrypt into tweaks: le64 of the sector number (plain64), or of its
+// low 32 bits (plain), zero-padded to 16 bytes.
+func (x *XTS) ivBlocks(dst []byte, n, step uint64) {
+	for i := 0; i < len(dst)/16; i++ {
+		iv := n + uint64(i)*step
+		if x.plain32 {
+			iv = uint64(uint32(iv))
+		}
+		putLE64(dst[16*i:], iv)
+		putLE64(dst[16*i+8:], 0)
+	}
+}
