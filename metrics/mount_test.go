@@ -87,7 +87,7 @@ func TestMountMetrics(t *testing.T) {
 	}
 
 	mnt := t.TempDir()
-	srv, err := fusefs.Mount(fsys, mnt, fusefs.Options{Observe: m.FUSEObserver("img")})
+	srv, err := fusefs.Mount(fsys, mnt, fusefs.Options{Observe: m.FUSEObserver("img"), KeepXattrs: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestBlobRestartZeroGETs(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := blobsrc.Upload(ctx, p, url, blobsrc.UploadOptions{Block: true, Auth: "sharedkey",
-			AccountName: azuritetest.Account, AccountKey: azuritetest.Key}); err != nil {
+			AccountName: azuritetest.Account, AccountKey: azuritetest.Key, Overwrite: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
