@@ -146,11 +146,10 @@ func TestHedging(t *testing.T) {
 
 // The library's defaults (IOTimeout 20s, StallTimeout 5s, hedging after
 // 2s, 5 retries from 250ms): the worst case a reader waits in a stall, and
-// what a lasting refusal costs. Slow (about 30 s): run with
-// CHESTFS_SLOW_FAULTS=1.
+// what a lasting refusal costs. Slow (about a minute); -short leaves it out.
 func TestFaultDefaults(t *testing.T) {
-	if os.Getenv("CHESTFS_SLOW_FAULTS") == "" {
-		t.Skip("set CHESTFS_SLOW_FAULTS=1 to measure the defaults (about 30 s)")
+	if testing.Short() {
+		t.Skip("-short: the defaults' stalls take about a minute to measure")
 	}
 	for _, c := range []struct {
 		name  string
