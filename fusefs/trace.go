@@ -37,6 +37,17 @@ func (t *tracedFS) observed(op string, t0 time.Time, st fuse.Status, n int) {
 	t.observe(op, time.Since(t0), n, err)
 }
 
+// op runs one operation without attributes of its own, traced and observed.
+func (t *tracedFS) op(name string, node uint64, f func() fuse.Status) fuse.Status {
+	t0 := time.Now()
+	st := f()
+	if t.log {
+		trace(name, node, t0, st)
+	}
+	t.observed(name, t0, st, 0)
+	return st
+}
+
 func trace(op string, node uint64, t0 time.Time, st fuse.Status, attrs ...any) {
 	res := "OK"
 	if st != fuse.OK {
@@ -141,33 +152,15 @@ func (t *tracedFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 }
 
 func (t *tracedFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	t0 := time.Now()
-	st := t.rawFS.Flush(cancel, in)
-	if t.log {
-		trace("flush", in.NodeId, t0, st)
-	}
-	t.observed("flush", t0, st, 0)
-	return st
+	return t.op("flush", in.NodeId, func() fuse.Status { return t.rawFS.Flush(cancel, in) })
 }
 
 func (t *tracedFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	t0 := time.Now()
-	st := t.rawFS.Fsync(cancel, in)
-	if t.log {
-		trace("fsync", in.NodeId, t0, st)
-	}
-	t.observed("fsync", t0, st, 0)
-	return st
+	return t.op("fsync", in.NodeId, func() fuse.Status { return t.rawFS.Fsync(cancel, in) })
 }
 
 func (t *tracedFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	t0 := time.Now()
-	st := t.rawFS.FsyncDir(cancel, in)
-	if t.log {
-		trace("fsyncdir", in.NodeId, t0, st)
-	}
-	t.observed("fsyncdir", t0, st, 0)
-	return st
+	return t.op("fsyncdir", in.NodeId, func() fuse.Status { return t.rawFS.FsyncDir(cancel, in) })
 }
 
 func (t *tracedFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
@@ -210,13 +203,7 @@ func (t *tracedFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fus
 }
 
 func (t *tracedFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	t0 := time.Now()
-	st := t.rawFS.StatFs(cancel, h, out)
-	if t.log {
-		trace("statfs", h.NodeId, t0, st)
-	}
-	t.observed("statfs", t0, st, 0)
-	return st
+	return t.op("statfs", h.NodeId, func() fuse.Status { return t.rawFS.StatFs(cancel, h, out) })
 }
 
 func (t *tracedFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {

@@ -6,45 +6,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"unsafe"
 
 	"github.com/chestfs/chestfs/internal/progress"
+	"github.com/chestfs/chestfs/internal/ptytest"
 )
-
-// openPTY returns a pseudo-terminal's master and slave ends.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
-	}
-	t.Cleanup(func() { m.Close() })
-	var unlock int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-		t.Skipf("unlockpt: %v", e)
-	}
-	var n uint32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
-		t.Skipf("ptsname: %v", e)
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("open pts: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return m, s
-}
 
 // TestProgressOnTerminal: on a terminal Pack draws its steps and bar up to
 // 100%; a plain file gets at most plain progress lines; a quiet Printer
 // gets nothing. Result.UUID is the header's UUID as cryptsetup reads it.
 func TestProgressOnTerminal(t *testing.T) {
 	needTools(t, "mkfs.ext4")
-	master, slave := openPTY(t)
+	master, slave := ptytest.Open(t)
 	if !progress.IsTerminal(slave) {
 		t.Fatal("a pty slave is not a terminal")
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/ptytest"
 )
 
 // fakeClock is advanced by hand: no test here depends on real time.
@@ -114,7 +116,7 @@ func TestAutoMode(t *testing.T) {
 	if m := For(f, "x").Mode(); m != ModeLines {
 		t.Errorf("file: mode %v", m)
 	}
-	_, slave := openPTY(t)
+	_, slave := ptytest.Open(t)
 	if m := For(slave, "x").Mode(); m != ModeBar {
 		t.Errorf("pty: mode %v", m)
 	}

@@ -1,4 +1,8 @@
-package progress
+//go:build linux
+
+// Package ptytest gives tests a pseudo-terminal of their own, for the
+// paths that act differently on a terminal (progress bars).
+package ptytest
 
 import (
 	"os"
@@ -8,8 +12,9 @@ import (
 	"unsafe"
 )
 
-// openPTY returns a pseudo-terminal's master and slave ends.
-func openPTY(t *testing.T) (master, slave *os.File) {
+// Open returns a new pseudo-terminal's master and slave ends, closed at
+// the end of the test; it skips the test where there are none.
+func Open(t testing.TB) (master, slave *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
