@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/procstat"
 
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
@@ -20,21 +19,11 @@ import (
 // rss is this process's resident set (VmRSS).
 func rss(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
+	n, err := procstat.Bytes("self", "VmRSS")
 	if err != nil {
-		t.Skipf("no /proc/self/status: %v", err)
+		t.Fatal(err)
 	}
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no VmRSS")
-	return 0
+	return n
 }
 
 // 64 readers, each holding a 1 MiB buffer (FUSE's largest read), blocked

@@ -3,12 +3,11 @@ package cache_test
 import (
 	"bytes"
 	"errors"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chestfs/chestfs/internal/procstat"
 
 	"github.com/chestfs/chestfs/blockdev/cache"
 )
@@ -92,21 +91,12 @@ func TestMaxWaiters(t *testing.T) {
 
 // rssBytes is this process's resident set (VmRSS).
 func rssBytes(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+	t.Helper()
+	n, err := procstat.Bytes("self", "VmRSS")
 	if err != nil {
-		t.Skipf("no /proc/self/status: %v", err)
+		t.Fatal(err)
 	}
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no VmRSS")
-	return 0
+	return n
 }
 
 // 64 readers, each with a 1 MiB buffer (FUSE's largest read), blocked on a

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chestfs/chestfs/internal/procstat"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
@@ -390,20 +392,11 @@ func (p *latencyProxy) serve(w http.ResponseWriter, r *http.Request) {
 
 // vmHWM is the process's peak resident set.
 func (m *mountProc) vmHWM(b *testing.B) int64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	n, err := procstat.Bytes(strconv.Itoa(m.cmd.Process.Pid), "VmHWM")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(st), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	b.Fatalf("no VmHWM in /proc/%d/status", m.cmd.Process.Pid)
-	return 0
+	return n
 }
 
 func dropCaches(b *testing.B) {
