@@ -7,12 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/chestfs/chestfs/attest"
 )
@@ -181,41 +178,10 @@ func TestSidecarExampleFilesEndToEnd(t *testing.T) {
 	argsPath := filepath.Join(dir, "encfs-sidecar-args.json")
 	os.WriteFile(argsPath, args, 0o600)
 
-	cmd := exec.Command(binPath, "sidecar", "--attestation", "fake", "--ca", ca, "--config", argsPath)
-	cmd.Env = append(os.Environ(), "CHESTFS_AKV_TOKEN=test-token")
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		if isMounted(mp) {
-			syscall.Unmount(mp, syscall.MNT_DETACH)
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !isMounted(mp) {
-		select {
-		case err := <-done:
-			t.Fatalf("sidecar exited: %v: %s", err, se.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not mounted after 60 s: %s", se.String())
-		}
-	}
+	m := startSidecar(t, []string{"CHESTFS_AKV_TOKEN=test-token"}, []string{mp}, "--attestation", "fake", "--ca", ca, "--config", argsPath)
 	compareWithSource(t, mp)
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("sidecar exit: %v: %s", err, se.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("sidecar did not exit after SIGTERM")
+	if err := m.stop(t); err != nil {
+		t.Errorf("sidecar exit: %v: %s", err, m.stderr)
 	}
 }
 

@@ -75,44 +75,11 @@ func TestSidecarMountsEveryFilesystem(t *testing.T) {
 		map[string]any{"mount_point": mp1, "azure_url": img, "azure_url_private": false, "read_write": false, "raw_key": fmtHex(key)},
 		map[string]any{"mount_point": mp2, "azure_url": img, "azure_url_private": false, "key": keyBlob},
 	)
-	cmd := exec.Command(binPath, "sidecar", "--attestation", "fake", "--ca", ca)
-	cmd.Env = append(os.Environ(), "EncfsSideCarArgs="+args)
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		for _, mp := range []string{mp1, mp2} {
-			if isMounted(mp) {
-				syscall.Unmount(mp, syscall.MNT_DETACH)
-			}
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !(isMounted(mp1) && isMounted(mp2)) {
-		select {
-		case err := <-done:
-			t.Fatalf("sidecar exited: %v: %s", err, se.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not mounted after 60 s: %s", se.String())
-		}
-	}
+	m := startSidecar(t, []string{"EncfsSideCarArgs=" + args}, []string{mp1, mp2}, "--attestation", "fake", "--ca", ca)
 	compareWithSource(t, mp1)
 	compareWithSource(t, mp2)
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("sidecar exit: %v: %s", err, se.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("sidecar did not exit after SIGTERM")
+	if err := m.stop(t); err != nil {
+		t.Errorf("sidecar exit: %v: %s", err, m.stderr)
 	}
 	if isMounted(mp1) || isMounted(mp2) {
 		t.Errorf("left mounted")
@@ -146,4 +113,42 @@ func TestSidecarRunsCommand(t *testing.T) {
 	if strings.Count(se.String(), "raw_key") != 2 {
 		t.Errorf("want a raw_key warning per filesystem: %s", se.String())
 	}
+}
+
+// startSidecar starts `chestfs sidecar ARGS` with env added and waits until
+// every mountpoint in mps is mounted; everything is torn down at cleanup.
+func startSidecar(t *testing.T, env, mps []string, args ...string) *mountProc {
+	t.Helper()
+	cmd := exec.Command(binPath, append([]string{"sidecar"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &mountProc{cmd: cmd, mp: mps[0], stderr: &se, done: make(chan error, 1)}
+	go func() { m.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		m.kill()
+		for _, mp := range mps {
+			if isMounted(mp) {
+				syscall.Unmount(mp, syscall.MNT_DETACH)
+			}
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for _, mp := range mps {
+		for !isMounted(mp) {
+			select {
+			case err := <-m.done:
+				m.done <- err
+				t.Fatalf("sidecar exited: %v: %s", err, se.String())
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not mounted after 60 s: %s", mp, se.String())
+			}
+		}
+	}
+	return m
 }
