@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -223,9 +222,8 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 		return mounted{}, err
 	}
 	// Before the key is released: a mount that cannot happen should not cost one.
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		return mounted{}, mountError{errors.New("there is no /dev/fuse: the container needs the FUSE device " +
-			"(docker/podman run --device /dev/fuse; Kubernetes: a FUSE device plugin)")}
+	if err := checkFUSEDevice(); err != nil {
+		return mounted{}, mountError{err}
 	}
 	o, err := open(ctx, spec.Config, wantFS)
 	if err != nil {
