@@ -52,7 +52,13 @@ func readKeyFile(path string) (*secret.Buffer, error) {
 		}
 		defer f.Close()
 	}
-	tmp, err := secret.New(maxKeyFile + 1)
+	// Sized to the file where it has a size (stdin, a pipe, has none): no
+	// need to map and lock 8 MiB for a 32-byte key.
+	limit := maxKeyFile + 1
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() < maxKeyFile {
+		limit = int(st.Size()) + 1
+	}
+	tmp, err := secret.New(limit)
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +67,8 @@ func readKeyFile(path string) (*secret.Buffer, error) {
 	switch {
 	case n > maxKeyFile:
 		return nil, fmt.Errorf("key file: longer than %d bytes", maxKeyFile)
+	case n == limit:
+		return nil, errors.New("key file: it grew while it was read")
 	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
 		return nil, fmt.Errorf("key file: %w", err)
 	}

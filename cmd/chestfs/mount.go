@@ -15,7 +15,7 @@ import (
 func mountCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "mount",
-		Usage:     "mount the image read-only at MOUNTPOINT (foreground; SIGINT/SIGTERM unmount)",
+		Usage:     "mount the image read-only at MOUNTPOINT (foreground; SIGINT, SIGTERM or SIGHUP unmount; --daemon returns once it serves)",
 		ArgsUsage: "SOURCE MOUNTPOINT",
 		Description: "SOURCE is a local image or an Azure Blob URL. The mountpoint shows the filesystem only once\n" +
 			"the key is checked and the superblock read. Works unprivileged through fusermount3.",
