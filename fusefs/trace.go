@@ -37,6 +37,15 @@ func (t *tracedFS) observed(op string, t0 time.Time, st fuse.Status, n int) {
 	t.observe(op, time.Since(t0), n, err)
 }
 
+// refused traces and observes a write, which the read-only mount answers
+// with EROFS.
+func (t *tracedFS) refused(name string, node uint64, attrs ...any) {
+	if t.log {
+		trace(name, node, time.Now(), fuse.EROFS, attrs...)
+	}
+	t.observed(name, time.Now(), fuse.EROFS, 0)
+}
+
 // op runs one operation without attributes of its own, traced and observed.
 func (t *tracedFS) op(name string, node uint64, f func() fuse.Status) fuse.Status {
 	t0 := time.Now()
@@ -240,114 +249,66 @@ func (t *tracedFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte,
 // operation and node only.
 
 func (t *tracedFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	if t.log {
-		trace("setattr", in.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("setattr", time.Now(), fuse.EROFS, 0)
+	t.refused("setattr", in.NodeId)
 	return t.rawFS.SetAttr(cancel, in, out)
 }
 func (t *tracedFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	if t.log {
-		trace("mknod", in.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("mknod", time.Now(), fuse.EROFS, 0)
+	t.refused("mknod", in.NodeId)
 	return t.rawFS.Mknod(cancel, in, name, out)
 }
 func (t *tracedFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	if t.log {
-		trace("mkdir", in.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("mkdir", time.Now(), fuse.EROFS, 0)
+	t.refused("mkdir", in.NodeId)
 	return t.rawFS.Mkdir(cancel, in, name, out)
 }
 func (t *tracedFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	if t.log {
-		trace("unlink", h.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("unlink", time.Now(), fuse.EROFS, 0)
+	t.refused("unlink", h.NodeId)
 	return t.rawFS.Unlink(cancel, h, name)
 }
 func (t *tracedFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	if t.log {
-		trace("rmdir", h.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("rmdir", time.Now(), fuse.EROFS, 0)
+	t.refused("rmdir", h.NodeId)
 	return t.rawFS.Rmdir(cancel, h, name)
 }
 func (t *tracedFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	if t.log {
-		trace("rename", in.NodeId, time.Now(), fuse.EROFS, "newdir", in.Newdir)
-	}
-	t.observed("rename", time.Now(), fuse.EROFS, 0)
+	t.refused("rename", in.NodeId, "newdir", in.Newdir)
 	return t.rawFS.Rename(cancel, in, oldName, newName)
 }
 func (t *tracedFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
-	if t.log {
-		trace("link", in.NodeId, time.Now(), fuse.EROFS, "old", in.Oldnodeid)
-	}
-	t.observed("link", time.Now(), fuse.EROFS, 0)
+	t.refused("link", in.NodeId, "old", in.Oldnodeid)
 	return t.rawFS.Link(cancel, in, name, out)
 }
 func (t *tracedFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
-	if t.log {
-		trace("symlink", h.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("symlink", time.Now(), fuse.EROFS, 0)
+	t.refused("symlink", h.NodeId)
 	return t.rawFS.Symlink(cancel, h, target, name, out)
 }
 func (t *tracedFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
-	if t.log {
-		trace("setxattr", in.NodeId, time.Now(), fuse.EROFS, "size", len(data))
-	}
-	t.observed("setxattr", time.Now(), fuse.EROFS, 0)
+	t.refused("setxattr", in.NodeId, "size", len(data))
 	return t.rawFS.SetXAttr(cancel, in, attr, data)
 }
 func (t *tracedFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
-	if t.log {
-		trace("removexattr", h.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("removexattr", time.Now(), fuse.EROFS, 0)
+	t.refused("removexattr", h.NodeId)
 	return t.rawFS.RemoveXAttr(cancel, h, attr)
 }
 func (t *tracedFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	if t.log {
-		trace("create", in.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("create", time.Now(), fuse.EROFS, 0)
+	t.refused("create", in.NodeId)
 	return t.rawFS.Create(cancel, in, name, out)
 }
 func (t *tracedFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	if t.log {
-		trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", len(data))
-	}
-	t.observed("write", time.Now(), fuse.EROFS, 0)
+	t.refused("write", in.NodeId, "off", in.Offset, "size", len(data))
 	return t.rawFS.Write(cancel, in, data)
 }
 func (t *tracedFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
-	if t.log {
-		trace("tmpfile", in.NodeId, time.Now(), fuse.EROFS)
-	}
-	t.observed("tmpfile", time.Now(), fuse.EROFS, 0)
+	t.refused("tmpfile", in.NodeId)
 	return t.rawFS.Tmpfile(cancel, in, out)
 }
 func (t *tracedFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
-	if t.log {
-		trace("write", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Size)
-	}
-	t.observed("write", time.Now(), fuse.EROFS, 0)
+	t.refused("write", in.NodeId, "off", in.Offset, "size", in.Size)
 	return t.rawFS.Writev(cancel, in, data)
 }
 func (t *tracedFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
-	if t.log {
-		trace("copyfilerange", in.NodeIdOut, time.Now(), fuse.EROFS, "from", in.NodeId, "size", in.Len)
-	}
-	t.observed("copyfilerange", time.Now(), fuse.EROFS, 0)
+	t.refused("copyfilerange", in.NodeIdOut, "from", in.NodeId, "size", in.Len)
 	return t.rawFS.CopyFileRange(cancel, in)
 }
 func (t *tracedFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	if t.log {
-		trace("fallocate", in.NodeId, time.Now(), fuse.EROFS, "off", in.Offset, "size", in.Length)
-	}
-	t.observed("fallocate", time.Now(), fuse.EROFS, 0)
+	t.refused("fallocate", in.NodeId, "off", in.Offset, "size", in.Length)
 	return t.rawFS.Fallocate(cancel, in)
 }
