@@ -71,6 +71,10 @@ func TestExitCodes(t *testing.T) {
 		code int
 	}{
 		{"usage", []string{"ls", "--bogus", demoImg}, exitUsage},
+		{"malformed flag value", []string{"ls", "--verity-root", "zz", demoImg}, exitUsage},
+		{"malformed size", []string{"ls", "--cache-size", "lots", demoImg}, exitUsage},
+		{"verity: root of no algorithm", []string{"verity", "verify", demoImg, "00"}, exitUsage},
+		{"verity: no tree", []string{"verity", "dump", garbage}, exitCorrupt},
 		{"no key", []string{"ls", demoImg}, exitUsage},
 		{"wrong key", []string{"ls", "--key-file", wrong, demoImg}, exitKey},
 		{"missing source", []string{"ls", filepath.Join(dir, "nope.img")}, exitNotFound},

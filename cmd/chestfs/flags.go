@@ -94,7 +94,7 @@ func openConfigFrom(c *cli.Context, source string) (openConfig, error) {
 	var cfg openConfig
 	var err error
 	if cfg.Source, err = sourceConfigFrom(c); err != nil {
-		return cfg, err
+		return cfg, usageError{err} // a flag's value is malformed
 	}
 	if cfg.Source.Path, err = withSAS(c, source); err != nil {
 		return cfg, err
@@ -107,7 +107,7 @@ func openConfigFrom(c *cli.Context, source string) (openConfig, error) {
 	}
 	cfg.Volume = volumeConfigFrom(c)
 	if cfg.Verity, err = verityConfigFrom(c); err != nil {
-		return cfg, err
+		return cfg, usageError{err}
 	}
 	return cfg, cfg.rootFromKeyBlob()
 }

@@ -113,6 +113,11 @@ func parseSidecarConfig(s string) (*sidecarConfig, error) {
 		case f.RawKey != "" && f.Key != nil:
 			return nil, fmt.Errorf("%s: both key and raw_key are given: raw_key would skip the attested key release; give one", name)
 		}
+		if f.VerityRootHash != "" {
+			if _, err := parseRootHash(f.VerityRootHash); err != nil {
+				return nil, fmt.Errorf("%s: verity_root_hash: %w", name, err)
+			}
+		}
 		if f.RawKey != "" {
 			if _, err := hex.DecodeString(strings.TrimSpace(f.RawKey)); err != nil {
 				return nil, fmt.Errorf("%s: raw_key is not a hex string", name)
@@ -211,7 +216,7 @@ func sidecarCmd(c *cli.Context) error {
 	}
 	src, err := sourceConfigFrom(c)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	rel, err := releaseConfigFrom(c)
 	if err != nil {

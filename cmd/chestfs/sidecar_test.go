@@ -38,6 +38,8 @@ func TestSidecarConfigRefusals(t *testing.T) {
 			"key": map[string]any{"kid": "k", "kty": "oct-HSM", "authority": map[string]any{"endpoint": "maa.example"}, "akv": map[string]any{"endpoint": "kv.example"}}}),
 			"both key and raw_key"},
 		"not base64": {"!!!", "base64"},
+		"bad verity_root_hash": {sidecarArgs(t, map[string]any{"mount_point": "/tmp/x", "azure_url": img, "raw_key": fmtHex(key),
+			"verity_root_hash": "xyz"}), "verity_root_hash"},
 		"empty list": {sidecarArgs(t), "no azure_filesystems"},
 	}
 	for name, tc := range cases {

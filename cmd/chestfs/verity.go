@@ -259,7 +259,7 @@ func verityVerifyCmd(c *cli.Context) error {
 	}
 	root, err := parseRootHash(a[len(a)-1])
 	if err != nil {
-		return fmt.Errorf("root hash: %w", err)
+		return usageError{fmt.Errorf("root hash: %w", err)}
 	}
 	cfg := verityConfig{RootHash: root, HashOffset: c.Int64("hash-offset"), HashOffsetGiven: c.Int64("hash-offset") >= 0}
 	data, hash, closeAll, err := openTreeFiles(a[0], a[1:len(a)-1], &cfg)
