@@ -29,6 +29,7 @@ import (
 
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/cache"
+	"github.com/chestfs/chestfs/blockdev/diskcache"
 	"github.com/chestfs/chestfs/blockdev/verity"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,6 +42,9 @@ type CacheStats interface{ Stats() cache.Stats }
 
 // BlobStats is what AddBlob reads: *blobsrc.Blob.
 type BlobStats interface{ Stats() blobsrc.Stats }
+
+// DiskCacheStats is what AddDiskCache reads: *diskcache.Source.
+type DiskCacheStats interface{ Stats() diskcache.Stats }
 
 // VerityStats is what AddVerity reads: *verity.Reader.
 type VerityStats interface{ Stats() verity.Stats }
@@ -57,6 +61,7 @@ type Metrics struct {
 	caches map[string]CacheStats
 	blobs  map[string]BlobStats
 	verity map[string]VerityStats
+	disks  map[string]DiskCacheStats
 }
 
 // New returns a registry with chestfs's metrics and the Go runtime's and
@@ -67,6 +72,7 @@ func New() *Metrics {
 		caches: map[string]CacheStats{},
 		blobs:  map[string]BlobStats{},
 		verity: map[string]VerityStats{},
+		disks:  map[string]DiskCacheStats{},
 		fuseDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "chestfs_fuse_request_duration_seconds",
 			Help: "Time taken to answer FUSE requests, by operation (lookup, getattr, read, readdirplus...). Its _count is the number of requests.",
@@ -102,6 +108,11 @@ func (m *Metrics) AddBlob(fs string, b BlobStats) { add(m, m.blobs, fs, b) }
 // AddVerity exports the integrity counters of filesystem fs's verity reader.
 func (m *Metrics) AddVerity(fs string, r VerityStats) { add(m, m.verity, fs, r) }
 
+// AddDiskCache exports the persistent cache's (--cache-dir) counters of
+// filesystem fs: with them, a warm restart shows its chunks coming from
+// disk while chestfs_blob_get_requests_total stays 0.
+func (m *Metrics) AddDiskCache(fs string, d DiskCacheStats) { add(m, m.disks, fs, d) }
+
 func add[T any](m *Metrics, to map[string]T, fs string, v T) {
 	m.mu.Lock()
 	to[fs] = v
@@ -115,6 +126,7 @@ func (m *Metrics) Remove(fs string) {
 	delete(m.caches, fs)
 	delete(m.blobs, fs)
 	delete(m.verity, fs)
+	delete(m.disks, fs)
 	m.mu.Unlock()
 }
 
@@ -292,10 +304,16 @@ var (
 	verityVerified = newDesc("chestfs_verity_verified_blocks_total", "Data blocks that matched the dm-verity hash tree.", counter)
 	verityFailures = newDesc("chestfs_verity_failures_total", "Reads refused (EIO) because a data or hash block did not match the tree: the image was changed.", counter)
 
+	diskHits     = newDesc("chestfs_diskcache_hits_total", "Chunks read from the persistent cache (--cache-dir) instead of the blob.", counter)
+	diskMisses   = newDesc("chestfs_diskcache_misses_total", "Chunks the persistent cache did not hold, fetched from the blob.", counter)
+	diskCorrupt  = newDesc("chestfs_diskcache_corrupt_total", "Persistent cache entries that failed their check (torn or altered) and were fetched again.", counter)
+	diskServed   = newDesc("chestfs_diskcache_served_bytes_total", "Bytes served from the persistent cache.", counter)
+	diskWriteErr = newDesc("chestfs_diskcache_write_errors_total", "Entries that could not be written to the persistent cache (the reads still succeeded).", counter)
+
 	allDescs = []desc{cacheHits, cacheWaits, cacheMisses, cacheFetches, cachePrefetches, cachePrefetchHits,
 		cacheFetchErrors, cacheFetched, cacheEvictions, cacheResident, cachePeak, cacheMax,
 		blobRequests, blobRetries, blobFailures, blobBytes, blobStalls, blobTimeouts, blobHedges, blobHedgeWon,
-		verityVerified, verityFailures}
+		verityVerified, verityFailures, diskHits, diskMisses, diskCorrupt, diskServed, diskWriteErr}
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -306,7 +324,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	caches, blobs, ver := snapshot(c.caches), snapshot(c.blobs), snapshot(c.verity)
+	caches, blobs, ver, disks := snapshot(c.caches), snapshot(c.blobs), snapshot(c.verity), snapshot(c.disks)
 	c.mu.Unlock()
 	// Stats take the layers' own locks: not while holding ours.
 	emit := func(fs string, d desc, v int64) {
@@ -342,6 +360,14 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		s := ver[fs].Stats()
 		emit(fs, verityVerified, s.BlocksVerified)
 		emit(fs, verityFailures, s.Failures)
+	}
+	for _, fs := range sortedKeys(disks) {
+		s := disks[fs].Stats()
+		emit(fs, diskHits, s.Hits)
+		emit(fs, diskMisses, s.Misses)
+		emit(fs, diskCorrupt, s.Corrupt)
+		emit(fs, diskServed, s.BytesCached)
+		emit(fs, diskWriteErr, s.WriteErrors)
 	}
 }
 

@@ -16,10 +16,12 @@ import (
 	"github.com/chestfs/chestfs/blockdev/blobsrc"
 	"github.com/chestfs/chestfs/blockdev/blobsrc/azuritetest"
 	"github.com/chestfs/chestfs/blockdev/cache"
+	"github.com/chestfs/chestfs/blockdev/diskcache"
 	"github.com/chestfs/chestfs/blockdev/verity"
 	"github.com/chestfs/chestfs/ext4"
 	"github.com/chestfs/chestfs/fusefs"
 	"github.com/chestfs/chestfs/internal/testimg"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 )
 
@@ -269,5 +271,75 @@ func TestBlobMetrics(t *testing.T) {
 	}
 	if v := value(f, "chestfs_cache_fetch_errors_total", fs...); v < 1 {
 		t.Errorf("cache fetch errors %v after reading a replaced blob", v)
+	}
+}
+
+// TestDiskCacheRestartMetrics reads a blob through the persistent cache,
+// then again through a fresh blob source and cache over the same directory,
+// as a restarted mount would: the second round's metrics show every chunk
+// from disk and not one GET.
+func TestDiskCacheRestartMetrics(t *testing.T) {
+	az := azuritetest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := az.CreateContainer(ctx, "restart", false); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := randomFile(t, dir, "img", 3<<20, 5)
+	url := az.BlobURL("restart", "img")
+	up := blobsrc.UploadOptions{Auth: "sharedkey", AccountName: azuritetest.Account, AccountKey: azuritetest.Key}
+	if err := blobsrc.Upload(ctx, filepath.Join(dir, "img"), url, up); err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := filepath.Join(dir, "cache")
+	round := func(name string) map[string]*dto.MetricFamily {
+		b, err := blobsrc.Open(ctx, url, blobsrc.Options{Auth: "sharedkey", AccountName: azuritetest.Account,
+			AccountKey: azuritetest.Key, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		dc, err := diskcache.Open(cacheDir, 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := dc.Wrap(b, b.URL(), b.ETag())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cache.New(d, cache.Options{NoReadahead: true, Logger: slog.New(slog.DiscardHandler)})
+		defer c.Close()
+		m := New()
+		m.AddBlob(name, b)
+		m.AddDiskCache(name, d)
+		base, _, stop := serve(t, m, nil)
+		defer stop()
+		got := make([]byte, len(data))
+		if _, err := c.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: read through the disk cache: %v", name, err)
+		}
+		return scrape(t, base)
+	}
+	fs := []string{"fs", "img"}
+	cold := round("img")
+	if v := value(cold, "chestfs_blob_get_requests_total", fs...); v < 1 {
+		t.Errorf("cold: GETs %v", v)
+	}
+	if v := value(cold, "chestfs_diskcache_misses_total", fs...); v < 1 {
+		t.Errorf("cold: disk cache misses %v", v)
+	}
+	warm := round("img")
+	if v := value(warm, "chestfs_blob_get_requests_total", fs...); v != 0 {
+		t.Errorf("warm restart: %v GETs, want 0", v)
+	}
+	if v := value(warm, "chestfs_diskcache_misses_total", fs...); v != 0 {
+		t.Errorf("warm restart: disk cache misses %v, want 0", v)
+	}
+	if v := value(warm, "chestfs_diskcache_hits_total", fs...); v < 1 {
+		t.Errorf("warm restart: disk cache hits %v", v)
+	}
+	if v := value(warm, "chestfs_diskcache_served_bytes_total", fs...); v != float64(len(data)) {
+		t.Errorf("warm restart: %v bytes served from disk, want %d", v, len(data))
 	}
 }

@@ -245,6 +245,9 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 		if o.verity != nil {
 			m.AddVerity(mp, o.verity)
 		}
+		if o.disk != nil {
+			m.AddDiskCache(mp, o.disk)
+		}
 	}
 	srv, err := fusefs.Mount(o.fs, mp, fo)
 	if err != nil {
