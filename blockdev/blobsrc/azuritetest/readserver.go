@@ -24,6 +24,8 @@ type ReadServer struct {
 	modified string
 	latency  time.Duration
 	gets     atomic.Int64
+	// OnGet, when set before serving, sees the range of each ranged GET.
+	OnGet func(from, to int64)
 }
 
 // NewReadServer serves data as a page blob, answering each request after
@@ -95,6 +97,9 @@ func (s *ReadServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 		s.fail(w, http.StatusRequestedRangeNotSatisfiable, "InvalidRange")
 		return
+	}
+	if s.OnGet != nil {
+		s.OnGet(from, to)
 	}
 	h.Set("Content-Length", strconv.FormatInt(to-from, 10))
 	h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to-1, size))
