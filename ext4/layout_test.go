@@ -59,7 +59,7 @@ func TestMetadataRanges(t *testing.T) {
 	}
 	blocks := func(path string) []int64 {
 		var out []int64
-		for _, w := range strings.Fields(dbg("blocks /"+path)) {
+		for _, w := range strings.Fields(dbg("blocks /" + path)) {
 			n, err := strconv.ParseInt(w, 10, 64)
 			if err != nil {
 				t.Fatalf("debugfs blocks %s: %q", path, w)
