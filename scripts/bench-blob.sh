@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # bench-blob.sh: sequential and random reads of a >= 256 MiB file through a
-# real `chestfs mount` of a page blob in Azurite behind a proxy adding 10 ms
-# to every request, against a reader built like the Azure sidecar's and
-# against parallel ranged GETs of the same bytes, all in one run
-# (cmd/chestfs BenchmarkBlobMount). Needs root (FUSE, drop_caches) and
-# Azurite (`make setup-npm`).
+# real `chestfs mount` of a page blob served with 10 ms added to every
+# request, against a reader built like the Azure sidecar's and against
+# parallel ranged GETs of the same bytes, all in one run (cmd/chestfs
+# BenchmarkBlobMount); also the round trips to a cold file's first byte
+# once the mount is up, peak RSS against the cache bound, and the CPU of
+# mount, server and readers apart. Needs root (FUSE, drop_caches).
 #
 # Usage: scripts/bench-blob.sh [ROUNDS]   (default 3 rounds of the three
 # readers, one ratio each, their median reported)
-# Environment: BENCH_BLOB_MIB (file size, default 256), BENCH_BLOB_LATENCY_MS
-# (default 10), BENCH_BLOB_MOUNT_ARGS (extra mount flags, e.g. "--readahead 16"),
-# BENCH_BLOB_BLOCK=1 (a block blob), BENCH_BLOB_LOG=FILE (the mount's stderr;
-# with BENCH_BLOB_MOUNT_ARGS=--debug the cache's figures), BENCH_BLOB_PERF=FILE
-# (`perf record -g` of the mount process during its read).
-# BENCH_BLOB_PAR_GET_MIB (the parallel reader's GET size, default 8 = the
-# mount's --fetch-size). The "CPU seconds" line says who used the machine.
-# Azurite runs with glibc malloc tunables (azuritetest) and the blob is read
-# once untimed first: without them the emulator's allocator, not the
-# readers, set the pace (10+ ms of node CPU per MiB).
+# Environment: BENCH_BLOB_SERVER=fast (default: azuritetest.ReadServer, a
+# Go stand-in for Azure's front end serving the image from memory in a
+# process of its own, never the bottleneck) or azurite (the emulator behind
+# a latency proxy; needs `make setup-npm`; its Node CPU tends to set the
+# pace). BENCH_BLOB_MIB (file size, default 256), BENCH_BLOB_LATENCY_MS
+# (default 10), BENCH_BLOB_MOUNT_ARGS (extra mount flags, e.g. "--readahead
+# 16"), BENCH_BLOB_BLOCK=1 (a block blob, azurite only), BENCH_BLOB_LOG=FILE
+# (the mount's stderr; with BENCH_BLOB_MOUNT_ARGS=--debug the cache's
+# figures), BENCH_BLOB_PERF=FILE (`perf record -g` of the mount process
+# during its read), BENCH_BLOB_PAR_GET_MIB (the parallel reader's GET size,
+# default 8 = the mount's --fetch-size), BENCH_BLOB_PAR_N (its GETs in
+# flight, default 16). Run it under `flock /tmp/chestfs-bench.lock` when
+# other benchmarks share the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BENCH_BLOB_ROUNDS=${1:-${BENCH_BLOB_ROUNDS:-3}}

@@ -95,6 +95,9 @@ func (o *opened) openRest(ctx context.Context, cfg openConfig, want openWant) er
 		return err
 	}
 	o.fs, err = openExt4(o.vol, o.encrypted())
+	if err == nil {
+		o.prefetchMetadata()
+	}
 	if errors.Is(err, ext4.ErrNotExt4) && o.header == nil && !cfg.Volume.Plain {
 		return fmt.Errorf("%s holds neither a LUKS header nor an ext4 filesystem (%w; for plain dm-crypt give --plain and a key)", displaySource(cfg.Source.Path), err)
 	}
