@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -51,6 +52,7 @@ func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
 	var out [][2]int64
 	var total, scanned int64
 	buf := make([]byte, (1<<20)/isz*isz)
+	idx := f.tableIndex()
 	for _, r := range f.InodeTableRanges() {
 		for done := int64(0); done < r[1]; {
 			b := buf[:min(int64(len(buf)), r[1]-done)]
@@ -62,7 +64,7 @@ func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
 				if !isDirRecord(rec) {
 					continue
 				}
-				ino, ok := f.inoAt(r[0] + done + o)
+				ino, ok := idx.inoAt(r[0]+done+o, uint64(isz))
 				if !ok {
 					continue
 				}
@@ -92,17 +94,42 @@ func isDirRecord(b []byte) bool {
 	return mode&0xF000 == 0x4000 && links != 0
 }
 
-// inoAt is the inode number whose record is at device byte pos.
-func (f *FS) inoAt(pos int64) (uint64, bool) {
-	isz := uint64(f.sb.sInodeSize)
-	ipg := uint64(f.sb.sInodesPerGroup)
-	for g := uint64(0); g < f.ngroup; g++ {
-		start := f.groups[g].bgInodeTable * f.bs
-		if uint64(pos) >= start && uint64(pos) < start+ipg*isz {
-			return g*ipg + (uint64(pos)-start)/isz + 1, true
-		}
+// tableIndex finds the inode whose record is at a device byte position:
+// the groups' inode tables sorted by start, searched in O(log groups) (a
+// terabyte image has thousands of groups, and the scan asks per record).
+type tableIndex struct {
+	starts []uint64 // byte offset of each table, ascending
+	groups []uint64 // the group of each
+	span   uint64   // bytes in one table
+	ipg    uint64
+}
+
+func (f *FS) tableIndex() *tableIndex {
+	t := &tableIndex{span: uint64(f.sb.sInodesPerGroup) * uint64(f.sb.sInodeSize), ipg: uint64(f.sb.sInodesPerGroup)}
+	order := make([]uint64, f.ngroup)
+	for g := range order {
+		order[g] = uint64(g)
 	}
-	return 0, false
+	slices.SortFunc(order, func(a, b uint64) int {
+		return cmp.Compare(f.groups[a].bgInodeTable, f.groups[b].bgInodeTable)
+	})
+	for _, g := range order {
+		t.starts = append(t.starts, f.groups[g].bgInodeTable*f.bs)
+		t.groups = append(t.groups, g)
+	}
+	return t
+}
+
+// inoAt is the inode number whose record is at device byte pos.
+func (t *tableIndex) inoAt(pos int64, isz uint64) (uint64, bool) {
+	i, found := slices.BinarySearch(t.starts, uint64(pos))
+	if !found {
+		i--
+	}
+	if i < 0 || uint64(pos)-t.starts[i] >= t.span {
+		return 0, false
+	}
+	return t.groups[i]*t.ipg + (uint64(pos)-t.starts[i])/isz + 1, true
 }
 
 // appendDirBlocks adds the physical blocks of directory in to out, and the

@@ -592,6 +592,10 @@ func TestDropBehind(t *testing.T) {
 // file's extent), and goes on when the reads move into the next stretch.
 func TestReadaheadStopsAtRunEnd(t *testing.T) {
 	src := newSource(128*chunk, 12)
+	// Fetches that take a while, as real ones do: with instant ones the
+	// reads can outrun the readahead workers' scheduling on a busy machine,
+	// and no readahead is ever needed.
+	src.delay = time.Millisecond
 	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 16})
 	buf := make([]byte, 16<<10)
 	read := func(from, to, end int64) {

@@ -95,9 +95,6 @@ func (o *opened) openRest(ctx context.Context, cfg openConfig, want openWant) er
 		return err
 	}
 	o.fs, err = openExt4(o.vol, o.encrypted())
-	if err == nil {
-		o.prefetchMetadata()
-	}
 	if errors.Is(err, ext4.ErrNotExt4) && o.header == nil && !cfg.Volume.Plain {
 		return fmt.Errorf("%s holds neither a LUKS header nor an ext4 filesystem (%w; for plain dm-crypt give --plain and a key)", displaySource(cfg.Source.Path), err)
 	}
@@ -198,7 +195,8 @@ func (o *opened) openSource(ctx context.Context, s sourceConfig, v verityConfig)
 			return err
 		}
 		raw = o.disk
-		closers = append(closers, closeFunc(func() error { logDiskCache(o.disk); return nil }))
+		// Its Close logs what it served (--debug); the blob's own line has the GET count.
+		closers = append(closers, o.disk)
 	}
 	src, vc, err := openVerified(ctx, raw, s, v)
 	if err != nil {
@@ -239,20 +237,6 @@ func closeReverse(closers []io.Closer) {
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i].Close()
 	}
-}
-
-// closeFunc is a function run as a closer.
-type closeFunc func() error
-
-func (f closeFunc) Close() error { return f() }
-
-// logDiskCache says at --debug how much the persistent cache served: with
-// the blob's own closing line (its GET count), a warm restart shows as
-// hits and no requests.
-func logDiskCache(d *diskcache.Source) {
-	st := d.Stats()
-	slog.Debug("disk cache: closed", "hits", st.Hits, "misses", st.Misses, "corrupt", st.Corrupt,
-		"bytes_served", st.BytesCached, "bytes_fetched", st.BytesFetched, "write_errors", st.WriteErrors)
 }
 
 // diskCached puts the persistent chunk cache (--cache-dir) over a blob.

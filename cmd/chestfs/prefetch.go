@@ -6,7 +6,7 @@ import (
 )
 
 // prefetchMetadata loads the filesystem's inode tables and directory
-// blocks into the chunk cache before a blob is mounted, in two rounds of
+// blocks into the chunk cache before a blob is mounted (only then), in two rounds of
 // parallel GETs (the tables, then the directory blocks found in them), so
 // that a cold file's first byte after the mount is up costs one round trip
 // (its data) instead of one per directory level and inode. Best effort: a

@@ -229,6 +229,8 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 	if err != nil {
 		return mounted{}, err
 	}
+	// Only for a mount: a one-off ls or cat would pay for tables it never reads.
+	o.prefetchMetadata()
 	fo := fusefs.Options{
 		AllowOther: opts.AllowOther,
 		Debug:      opts.Debug,
