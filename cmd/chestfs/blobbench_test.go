@@ -46,17 +46,22 @@ const (
 // and in the same run reads the file's byte range of the blob (a) with a
 // reader built like the Azure sidecar's (512 KiB blocks, an LRU of 32, one
 // lock held across each download, no readahead) and (b) with parallel
-// ranged GETs. It reports the three rates and the ratios, the GETs per cold
-// random 4 KiB read, the time (in round trips) to a cold file's first byte
-// once the mount is up, the mount's peak RSS against its cache bound, and
-// the CPU of each party. Run it with `make bench-blob`.
+// ranged GETs, as azcopy-style downloaders do. It reports the rates and the
+// ratios, the GETs per cold random 4 KiB read, the time (in round trips) to
+// a cold file's first byte once the mount is up, the mount's peak RSS
+// against its cache bound, and the CPU of each party. Run it with
+// scripts/bench-blob.sh.
 //
 // The server (BENCH_BLOB_SERVER): "fast" (default) is
 // azuritetest.ReadServer in a process of its own, serving the image from
 // memory and adding the latency itself: a stand-in for Azure's storage
-// front end, which is never the bottleneck of one client. "azurite" is the
-// emulator with the image uploaded, behind a proxy in this process adding
-// the latency; its Node CPU, not the readers, tends to set the pace.
+// front end, which is never the bottleneck of one client. It also shapes
+// the link (BENCH_BLOB_LINKS): an aggregate cap over all connections (the
+// VM's NIC) and a cap per connection (one TCP stream's share of a WAN
+// path); each setting is measured in turn against the same image and
+// server. "azurite" is the emulator with the image uploaded, behind a
+// proxy in this process adding the latency; its Node CPU, not the readers,
+// tends to set the pace (no link shaping).
 func BenchmarkBlobMount(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: FUSE mounts and dropping the page cache")
@@ -66,57 +71,190 @@ func BenchmarkBlobMount(b *testing.B) {
 	}
 	fileMiB := envInt(b, "BENCH_BLOB_MIB", benchFileMiB)
 	latency := time.Duration(envInt(b, "BENCH_BLOB_LATENCY_MS", int(benchLatency/time.Millisecond))) * time.Millisecond
-	fileSize := int64(fileMiB) << 20
-	// The parallel reader's GETs are as large as the mount's readahead
-	// GETs (its --fetch-size default), so that both ask the same of the
-	// service; BENCH_BLOB_PAR_GET_MIB overrides.
-	parGet := int64(envInt(b, "BENCH_BLOB_PAR_GET_MIB", 8)) << 20
-	parN := envInt(b, "BENCH_BLOB_PAR_N", 16)
+	cfg := &benchConfig{fileSize: int64(fileMiB) << 20, latency: latency,
+		// The parallel reader's GETs are as large as the mount's
+		// readahead GETs (its --fetch-size default), so that both ask
+		// the same of the service; BENCH_BLOB_PAR_GET_MIB overrides.
+		parGet:  int64(envInt(b, "BENCH_BLOB_PAR_GET_MIB", 8)) << 20,
+		parN:    envInt(b, "BENCH_BLOB_PAR_N", 16),
+		sidecar: os.Getenv("BENCH_BLOB_SIDECAR") != "0",
+		sink:    os.Getenv("BENCH_BLOB_PAR_SINK"),
+	}
+	switch cfg.sink {
+	case "":
+		cfg.sink = "discard"
+	case "discard", "file", "both":
+	default:
+		b.Fatalf("BENCH_BLOB_PAR_SINK=%q: want discard, file or both", cfg.sink)
+	}
+	links := linkSettings(b)
 
 	dir := b.TempDir()
-	img, key, runs := benchImage(b, dir, fileSize)
+	img, key, runs := benchImage(b, dir, cfg.fileSize)
+	cfg.runs, cfg.outFile = runs, filepath.Join(dir, "download.out")
 	b.Logf("image %s: big.bin in %d runs of the blob, the first at %d", img, len(runs), runs[0].off)
-	var srv *benchServer
 	switch kind := os.Getenv("BENCH_BLOB_SERVER"); kind {
 	case "", "fast":
-		srv = startReadServer(b, img, latency)
+		cfg.srv = startReadServer(b, img, latency)
 	case "azurite":
-		srv = startAzurite(b, img, latency)
+		if len(links) > 1 || links[0].link > 0 || links[0].conn > 0 {
+			b.Fatal("link shaping (BENCH_BLOB_LINKS, BENCH_BLOB_LINK_MBPS, BENCH_BLOB_CONN_MBPS) needs BENCH_BLOB_SERVER=fast")
+		}
+		cfg.srv = startAzurite(b, img, latency)
 	default:
 		b.Fatalf("BENCH_BLOB_SERVER=%q: want fast or azurite", kind)
 	}
-	b.Logf("server: %s, %v per request", srv.desc, latency)
-	url := srv.url
+	b.Logf("server: %s, %v per request; parallel reference: %d GETs of %d MiB in flight, sink %s",
+		cfg.srv.desc, latency, cfg.parN, cfg.parGet>>20, cfg.sink)
 
 	mp := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(mp, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	mountArgs := []string{"--auth", "anonymous", "--key-file", key, "--cache-size", strconv.Itoa(benchCacheSize)}
+	cfg.mp = mp
+	cfg.mountArgs = []string{"--auth", "anonymous", "--key-file", key, "--cache-size", strconv.Itoa(benchCacheSize)}
 	// BENCH_BLOB_MOUNT_ARGS adds flags (e.g. "--readahead 16") for experiments.
-	mountArgs = append(append(mountArgs, strings.Fields(os.Getenv("BENCH_BLOB_MOUNT_ARGS"))...), url, mp)
+	cfg.mountArgs = append(append(cfg.mountArgs, strings.Fields(os.Getenv("BENCH_BLOB_MOUNT_ARGS"))...), cfg.srv.url, mp)
 
-	var mountT, sidecarT, rawT time.Duration
-	// CPU per party and reader: the mount process, the server, and this
-	// process (the readers; the latency proxy too with Azurite; for the
-	// mount, the kernel side of its FUSE reads).
-	var mountCPU, srvCPU, selfCPU [3]time.Duration
-	self := os.Getpid()
-	var getsPerRand float64
-	var firstRTT []float64
-	var firstGets []int64
-	var peak int64
-	// Each round's ratios: the server's speed drifts between rounds, so
-	// the ratios are taken within a round and the median reported.
-	var xSidecar, xParallel []float64
 	b.ResetTimer()
-	// BENCH_BLOB_ROUNDS rounds per iteration (scripts/bench-blob.sh runs
-	// one iteration): `-benchtime Nx` would redo the whole set-up first.
+	// BENCH_BLOB_ROUNDS rounds per setting and iteration
+	// (scripts/bench-blob.sh runs one iteration): `-benchtime Nx` would
+	// redo the whole set-up first.
 	rounds := b.N * max(envInt(b, "BENCH_BLOB_ROUNDS", 3), 1)
+	var results []*linkResult
+	for _, l := range links {
+		results = append(results, cfg.measure(b, l, rounds))
+	}
+	b.StopTimer()
+	last := results[len(results)-1]
+	b.ReportMetric(last.mbs(cfg, last.mountT), "mount-MB/s")
+	b.ReportMetric(last.mbs(cfg, last.rawT), "parallel-MB/s")
+	b.ReportMetric(median(last.xParallel), "x-parallel")
+	b.ReportMetric(last.getsPerRand, "GETs/rand4k")
+	b.ReportMetric(median(last.firstRTT), "RTT/first-byte")
+	var peak int64
+	for _, r := range results {
+		peak = max(peak, r.peak)
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peakRSS-MiB")
+	b.ReportMetric(float64(benchCacheSize+rssSlack)/(1<<20), "RSSbound-MiB")
+	b.Logf("summary (%d rounds per setting, server %s, latency %v, parallel %d x %d MiB; ratio = mount rate / reference rate, median of rounds):",
+		rounds, cfg.srv.name, latency, cfg.parN, cfg.parGet>>20)
+	b.Logf("%-16s %9s %9s %7s %9s %7s %9s %7s %9s %9s %9s", "link (Mbit/s)", "mount", "par", "x-par", "par-file", "x-file",
+		"sidecar", "x-side", "mount", "server", "readers")
+	b.Logf("%-16s %9s %9s %7s %9s %7s %9s %7s %9s %9s %9s", "agg/conn", "MB/s", "MB/s", "", "MB/s", "", "MB/s", "",
+		"ms/MiB", "ms/MiB", "ms/MiB")
+	for _, r := range results {
+		b.Logf("%s", r.row(cfg))
+	}
+	b.Logf("peak RSS %d MiB (bound %d MiB); load %s", peak>>20, (benchCacheSize+rssSlack)>>20, loadavg())
+	if peak > benchCacheSize+rssSlack {
+		b.Errorf("peak RSS %d MiB exceeds the cache bound + 64 MiB (%d MiB)", peak>>20, (benchCacheSize+rssSlack)>>20)
+	}
+}
+
+// benchConfig is what every setting of BenchmarkBlobMount shares.
+type benchConfig struct {
+	fileSize  int64
+	latency   time.Duration
+	parGet    int64
+	parN      int
+	sidecar   bool
+	sink      string // the parallel reader's: discard, file or both
+	runs      []byteRun
+	outFile   string
+	srv       *benchServer
+	mp        string
+	mountArgs []string
+}
+
+// linkSetting shapes the server's link; 0: unlimited.
+type linkSetting struct {
+	name       string
+	link, conn int64 // bytes per second
+}
+
+// linkSettings reads BENCH_BLOB_LINKS ("0 4000 2000 1000 0/400": Mbit/s,
+// aggregate[/per connection], 0 unlimited), else one setting from
+// BENCH_BLOB_LINK_MBPS and BENCH_BLOB_CONN_MBPS (default unlimited).
+func linkSettings(b *testing.B) []linkSetting {
+	spec := os.Getenv("BENCH_BLOB_LINKS")
+	if spec == "" {
+		spec = fmt.Sprintf("%d/%d", envInt(b, "BENCH_BLOB_LINK_MBPS", 0), envInt(b, "BENCH_BLOB_CONN_MBPS", 0))
+	}
+	var out []linkSetting
+	for _, f := range strings.Fields(spec) {
+		a, c, _ := strings.Cut(f, "/")
+		if c == "" {
+			c = "0"
+		}
+		la, err1 := strconv.ParseInt(a, 10, 64)
+		lc, err2 := strconv.ParseInt(c, 10, 64)
+		if err1 != nil || err2 != nil || la < 0 || lc < 0 {
+			b.Fatalf("BENCH_BLOB_LINKS: %q: want MBIT[/MBIT]", f)
+		}
+		name := func(v int64) string {
+			if v == 0 {
+				return "-"
+			}
+			return strconv.FormatInt(v, 10)
+		}
+		out = append(out, linkSetting{name: name(la) + "/" + name(lc), link: la * 1e6 / 8, conn: lc * 1e6 / 8})
+	}
+	if len(out) == 0 {
+		b.Fatal("BENCH_BLOB_LINKS: no settings")
+	}
+	return out
+}
+
+// linkResult is what one setting measured, over its rounds.
+type linkResult struct {
+	l                             linkSetting
+	rounds                        int
+	mountT, sidecarT, rawT, fileT time.Duration
+	mountCPU, srvCPU, selfCPU     time.Duration // during the mount's reads
+	rawSrvCPU, rawSelfCPU         time.Duration // during the parallel reads (discard or file)
+	xSidecar, xParallel, xFile    []float64
+	getsPerRand                   float64
+	firstRTT                      []float64
+	firstGets                     []int64
+	peak                          int64
+}
+
+func (r *linkResult) mbs(cfg *benchConfig, d time.Duration) float64 {
+	if d == 0 {
+		return 0
+	}
+	return float64(r.rounds) * float64(cfg.fileSize) / d.Seconds() / 1e6
+}
+
+// row is the setting's line of the summary table.
+func (r *linkResult) row(cfg *benchConfig) string {
+	mib := float64(r.rounds) * float64(cfg.fileSize) / (1 << 20)
+	ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / mib }
+	opt := func(d time.Duration, x []float64) (string, string) {
+		if d == 0 {
+			return "-", "-"
+		}
+		return fmt.Sprintf("%.0f", r.mbs(cfg, d)), fmt.Sprintf("%.2fx", median(x))
+	}
+	pr, px := opt(r.rawT, r.xParallel)
+	fr, fx := opt(r.fileT, r.xFile)
+	sr, sx := opt(r.sidecarT, r.xSidecar)
+	return fmt.Sprintf("%-16s %9.0f %9s %7s %9s %7s %9s %7s %9.2f %9.2f %9.2f   first byte %.1f RTT (GETs %v), %.2f GETs/rand4k",
+		r.l.name, r.mbs(cfg, r.mountT), pr, px, fr, fx, sr, sx, ms(r.mountCPU), ms(r.srvCPU), ms(r.selfCPU),
+		median(r.firstRTT), r.firstGets, r.getsPerRand)
+}
+
+// measure runs the readers rounds times over link l.
+func (cfg *benchConfig) measure(b *testing.B, l linkSetting, rounds int) *linkResult {
+	cfg.srv.setLink(b, l)
+	r := &linkResult{l: l, rounds: rounds}
+	srv := cfg.srv
+	self := os.Getpid()
 	for round := range rounds {
-		m0, sc0, r0 := mountT, sidecarT, rawT
 		// The mount, cold: a fresh process and no page cache.
-		m := startMount(b, nil, mountArgs...)
+		m := startMount(b, nil, cfg.mountArgs...)
 		dropCaches(b)
 		g0 := srv.gets()
 		c0, a0, s0 := cpuTime(b, m.cmd.Process.Pid), cpuTime(b, srv.pid), cpuTime(b, self)
@@ -130,20 +268,20 @@ func BenchmarkBlobMount(b *testing.B) {
 			time.Sleep(time.Second) // perf attaches
 		}
 		t0 := time.Now()
-		n := readFile(b, filepath.Join(mp, "big.bin"))
-		mountT += time.Since(t0)
+		n := readFile(b, filepath.Join(cfg.mp, "big.bin"))
+		dm := time.Since(t0)
 		if perf != nil {
 			perf.Process.Signal(syscall.SIGINT)
 			perf.Wait()
 		}
-		mountCPU[0] += cpuTime(b, m.cmd.Process.Pid) - c0
-		srvCPU[0] += cpuTime(b, srv.pid) - a0
-		selfCPU[0] += cpuTime(b, self) - s0
-		if n != fileSize {
-			b.Fatalf("read %d bytes of big.bin, want %d", n, fileSize)
+		r.mountCPU += cpuTime(b, m.cmd.Process.Pid) - c0
+		r.srvCPU += cpuTime(b, srv.pid) - a0
+		r.selfCPU += cpuTime(b, self) - s0
+		if n != cfg.fileSize {
+			b.Fatalf("read %d bytes of big.bin, want %d", n, cfg.fileSize)
 		}
 		mountGets := srv.gets() - g0
-		peak = max(peak, m.vmHWM(b))
+		r.peak = max(r.peak, m.vmHWM(b))
 		if err := m.stop(b); err != nil {
 			b.Errorf("mount exit: %v: %s", err, m.stderr)
 		}
@@ -151,79 +289,77 @@ func BenchmarkBlobMount(b *testing.B) {
 			// The mount's stderr (with --debug: FUSE traffic and cache figures).
 			os.WriteFile(log, m.stderr.Bytes(), 0o644)
 		}
+		r.mountT += dm
+		line := fmt.Sprintf("%s round %d: mount %.0f MB/s (%d GETs)", l.name, round+1, rate(cfg, dm), mountGets)
 
-		// (a) The sidecar's reader, reading the same range in the 128 KiB
-		// requests FUSE gives it.
-		g0 = srv.gets()
-		a0, s0 = cpuTime(b, srv.pid), cpuTime(b, self)
-		t0 = time.Now()
-		sc := newSidecarReader(url)
-		buf := make([]byte, 128<<10)
-		for _, r := range runs {
-			for off := int64(0); off < r.n; off += int64(len(buf)) {
-				if _, err := sc.ReadAt(buf[:min(int64(len(buf)), r.n-off)], r.off+off); err != nil {
-					b.Fatalf("sidecar reader: %v", err)
+		if cfg.sidecar {
+			// (a) The sidecar's reader, reading the same range in the
+			// 128 KiB requests FUSE gives it.
+			t0 = time.Now()
+			sc := newSidecarReader(srv.url)
+			buf := make([]byte, 128<<10)
+			for _, run := range cfg.runs {
+				for off := int64(0); off < run.n; off += int64(len(buf)) {
+					if _, err := sc.ReadAt(buf[:min(int64(len(buf)), run.n-off)], run.off+off); err != nil {
+						b.Fatalf("sidecar reader: %v", err)
+					}
 				}
 			}
+			ds := time.Since(t0)
+			r.sidecarT += ds
+			r.xSidecar = append(r.xSidecar, ds.Seconds()/dm.Seconds())
+			line += fmt.Sprintf(", sidecar-like %.0f MB/s (%.1fx)", rate(cfg, ds), ds.Seconds()/dm.Seconds())
 		}
-		sidecarT += time.Since(t0)
-		srvCPU[1] += cpuTime(b, srv.pid) - a0
-		selfCPU[1] += cpuTime(b, self) - s0
-		sidecarGets := srv.gets() - g0
 
-		// (b) Parallel ranged GETs of the same range.
-		g0 = srv.gets()
-		a0, s0 = cpuTime(b, srv.pid), cpuTime(b, self)
-		t0 = time.Now()
-		if err := parallelDownload(url, runs, parN, parGet); err != nil {
-			b.Fatal(err)
+		// (b) Parallel ranged GETs of the same range, into nothing and/or
+		// into a file at the bytes' offsets, as azcopy writes them.
+		for _, sink := range []string{"discard", "file"} {
+			if cfg.sink != sink && cfg.sink != "both" {
+				continue
+			}
+			out := ""
+			if sink == "file" {
+				out = cfg.outFile
+			}
+			dropCaches(b)
+			a0, s0 = cpuTime(b, srv.pid), cpuTime(b, self)
+			t0 = time.Now()
+			if err := parallelDownload(srv.url, cfg.runs, cfg.parN, cfg.parGet, out); err != nil {
+				b.Fatal(err)
+			}
+			dr := time.Since(t0)
+			r.rawSrvCPU += cpuTime(b, srv.pid) - a0
+			r.rawSelfCPU += cpuTime(b, self) - s0
+			if out != "" {
+				os.Remove(out)
+				r.fileT += dr
+				r.xFile = append(r.xFile, dr.Seconds()/dm.Seconds())
+			} else {
+				r.rawT += dr
+				r.xParallel = append(r.xParallel, dr.Seconds()/dm.Seconds())
+			}
+			line += fmt.Sprintf(", parallel GETs to %s %.0f MB/s (%.2fx)", sink, rate(cfg, dr), dr.Seconds()/dm.Seconds())
 		}
-		rawT += time.Since(t0)
-		srvCPU[2] += cpuTime(b, srv.pid) - a0
-		selfCPU[2] += cpuTime(b, self) - s0
-		rawGets := srv.gets() - g0
 
 		// A fresh mount: a cold file's first byte, then cold random 4 KiB
 		// reads with the kernel's readahead off.
-		m = startMount(b, nil, mountArgs...)
+		m = startMount(b, nil, cfg.mountArgs...)
 		dropCaches(b)
-		d, g := firstByte(b, srv, filepath.Join(mp, "big.bin"))
-		firstRTT = append(firstRTT, float64(d)/float64(max(latency, time.Microsecond)))
-		firstGets = append(firstGets, g)
-		getsPerRand = randomReads(b, srv, filepath.Join(mp, "big.bin"), fileSize)
-		peak = max(peak, m.vmHWM(b))
+		d, g := firstByte(b, srv, filepath.Join(cfg.mp, "big.bin"))
+		r.firstRTT = append(r.firstRTT, float64(d)/float64(max(cfg.latency, time.Microsecond)))
+		r.firstGets = append(r.firstGets, g)
+		r.getsPerRand = randomReads(b, srv, filepath.Join(cfg.mp, "big.bin"), cfg.fileSize)
+		r.peak = max(r.peak, m.vmHWM(b))
 		if err := m.stop(b); err != nil {
 			b.Errorf("mount exit: %v: %s", err, m.stderr)
 		}
-		dm, ds, dr := mountT-m0, sidecarT-sc0, rawT-r0
-		xSidecar = append(xSidecar, ds.Seconds()/dm.Seconds())
-		xParallel = append(xParallel, dr.Seconds()/dm.Seconds())
-		rate := func(d time.Duration) float64 { return float64(fileSize) / d.Seconds() / 1e6 }
-		b.Logf("round %d: mount %.0f MB/s, sidecar-like %.0f MB/s (%.1fx), parallel GETs %.0f MB/s (%.2fx); GETs: mount %d, sidecar %d, parallel %d; first byte %.0f ms (%.1f RTT, %d GETs)",
-			round+1, rate(dm), rate(ds), xSidecar[round], rate(dr), xParallel[round], mountGets, sidecarGets, rawGets,
-			float64(d)/1e6, firstRTT[round], g)
+		b.Logf("%s; first byte %.0f ms (%.1f RTT, %d GETs)", line, float64(d)/1e6, r.firstRTT[round], g)
 	}
-	b.StopTimer()
-	mbs := func(d time.Duration) float64 { return float64(rounds) * float64(fileSize) / d.Seconds() / 1e6 }
-	b.ReportMetric(mbs(mountT), "mount-MB/s")
-	b.ReportMetric(mbs(sidecarT), "sidecar-MB/s")
-	b.ReportMetric(mbs(rawT), "parallel-MB/s")
-	b.ReportMetric(median(xSidecar), "x-sidecar")
-	b.ReportMetric(median(xParallel), "x-parallel")
-	b.ReportMetric(getsPerRand, "GETs/rand4k")
-	b.ReportMetric(median(firstRTT), "RTT/first-byte")
-	b.ReportMetric(float64(peak)/(1<<20), "peakRSS-MiB")
-	b.ReportMetric(float64(benchCacheSize+rssSlack)/(1<<20), "RSSbound-MiB")
-	b.Logf("over %d rounds (server: %s): mount %.0f MB/s, sidecar-like %.0f MB/s, parallel GETs (%d x %d MiB) %.0f MB/s; median ratios %.1fx the sidecar-like reader, %.2fx parallel GETs; %.2f GETs per cold random 4 KiB read; first byte of a cold file %.1f RTT median, %.1f max, GETs %v; peak RSS %d MiB (bound %d MiB)",
-		rounds, srv.name, mbs(mountT), mbs(sidecarT), parN, parGet>>20, mbs(rawT), median(xSidecar), median(xParallel),
-		getsPerRand, median(firstRTT), slices.Max(firstRTT), firstGets, peak>>20, (benchCacheSize+rssSlack)>>20)
-	sec := func(d [3]time.Duration, i int) float64 { return d[i].Seconds() }
-	b.Logf("CPU seconds (mount / sidecar-like / parallel): mount process %.1f; server %.1f / %.1f / %.1f; %s %.1f / %.1f / %.1f; load %s",
-		sec(mountCPU, 0), sec(srvCPU, 0), sec(srvCPU, 1), sec(srvCPU, 2), srv.selfDesc,
-		sec(selfCPU, 0), sec(selfCPU, 1), sec(selfCPU, 2), loadavg())
-	if peak > benchCacheSize+rssSlack {
-		b.Errorf("peak RSS %d MiB exceeds the cache bound + 64 MiB (%d MiB)", peak>>20, (benchCacheSize+rssSlack)>>20)
-	}
+	return r
+}
+
+func rate(cfg *benchConfig, d time.Duration) float64 {
+	return float64(cfg.fileSize) / d.Seconds() / 1e6
 }
 
 // benchServer is where the readers get the blob.
@@ -233,6 +369,17 @@ type benchServer struct {
 	url        string // the blob's URL
 	pid        int    // the serving process
 	gets       func() int64
+	// setLink shapes the server's link (nil: it cannot).
+	link func(l linkSetting) error
+}
+
+func (s *benchServer) setLink(b *testing.B, l linkSetting) {
+	if s.link == nil {
+		return
+	}
+	if err := s.link(l); err != nil {
+		b.Fatalf("shaping the link to %s: %v", l.name, err)
+	}
 }
 
 // startAzurite uploads the image to Azurite and serves it behind a latency
@@ -253,7 +400,7 @@ func startAzurite(b *testing.B, img string, latency time.Duration) *benchServer 
 	// Azurite's first pass over a freshly uploaded blob costs it several
 	// times the CPU of later passes (its allocator warming up); one untimed
 	// read keeps that off whichever reader would come first.
-	if err := parallelDownload(az.BlobURL("bench", "bench.img"), []byteRun{{0, imgSize(b, img)}}, 4, 8<<20); err != nil {
+	if err := parallelDownload(az.BlobURL("bench", "bench.img"), []byteRun{{0, imgSize(b, img)}}, 4, 8<<20, ""); err != nil {
 		b.Fatalf("warm-up read: %v", err)
 	}
 	p := newLatencyProxy(b, az.Host, latency)
@@ -345,8 +492,19 @@ func startReadServer(b *testing.B, img string, latency time.Duration) *benchServ
 		}
 		return n
 	}
+	link := func(l linkSetting) error {
+		resp, err := http.Get(fmt.Sprintf("%s/_link?link=%d&conn=%d", base, l.link, l.conn))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("read server: %s", resp.Status)
+		}
+		return nil
+	}
 	return &benchServer{name: "fast", desc: "azuritetest.ReadServer (Go, from memory, own process; stands in for Azure's front end)",
-		selfDesc: "reader", url: base + "/" + azuritetest.Account + "/bench/bench.img", pid: cmd.Process.Pid, gets: gets}
+		selfDesc: "reader", url: base + "/" + azuritetest.Account + "/bench/bench.img", pid: cmd.Process.Pid, gets: gets, link: link}
 }
 
 // firstByte opens path on a mount that is up and reads its first 4 KiB: the
@@ -686,13 +844,26 @@ func rangedGetInto(c *http.Client, url string, off, n int64, read func(io.Reader
 }
 
 // parallelDownload fetches the runs in ranged GETs of at most piece bytes,
-// parallel at a time.
-func parallelDownload(url string, runs []byteRun, parallel int, piece int64) error {
-	var jobs []byteRun
+// parallel at a time. With out set, the bytes are written to that file at
+// their offsets in the runs (as azcopy writes a download); else they are
+// dropped, and the reference pays for the transfer only.
+func parallelDownload(url string, runs []byteRun, parallel int, piece int64, out string) error {
+	type job struct{ off, n, at int64 }
+	var jobs []job
+	var at int64
 	for _, r := range runs {
 		for off := int64(0); off < r.n; off += piece {
-			jobs = append(jobs, byteRun{r.off + off, min(piece, r.n-off)})
+			jobs = append(jobs, job{r.off + off, min(piece, r.n-off), at + off})
 		}
+		at += r.n
+	}
+	var f *os.File
+	if out != "" {
+		var err error
+		if f, err = os.Create(out); err != nil {
+			return err
+		}
+		defer f.Close()
 	}
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: parallel}}
 	next := atomic.Int64{}
@@ -702,9 +873,7 @@ func parallelDownload(url string, runs []byteRun, parallel int, piece int64) err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// The bytes go through one small buffer per worker and are
-			// dropped: the reference pays for the transfer only, not for
-			// memory it would fault in.
+			// One small buffer per worker, as a downloader streams a body.
 			buf := make([]byte, 256<<10)
 			for {
 				i := next.Add(1) - 1
@@ -712,8 +881,14 @@ func parallelDownload(url string, runs []byteRun, parallel int, piece int64) err
 					return
 				}
 				j := jobs[i]
+				// Hidden behind a plain Writer, io.Discard's ReadFrom
+				// would read in 8 KiB pieces instead of through buf.
+				var w io.Writer = struct{ io.Writer }{io.Discard}
+				if f != nil {
+					w = io.NewOffsetWriter(f, j.at)
+				}
 				if err := rangedGetInto(c, url, j.off, j.n, func(body io.Reader) error {
-					got, err := io.CopyBuffer(io.Discard, io.LimitReader(body, j.n), buf)
+					got, err := io.CopyBuffer(w, io.LimitReader(body, j.n), buf)
 					if err == nil && got != j.n {
 						err = fmt.Errorf("%d of %d bytes", got, j.n)
 					}

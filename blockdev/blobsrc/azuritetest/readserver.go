@@ -16,7 +16,8 @@ import (
 // benchmarks, where the emulator's own CPU would set the pace: serving a
 // range costs it one write from memory.
 //
-// GET /_gets answers the number of blob GETs served so far (not counted).
+// GET /_gets answers the number of blob GETs served so far (not counted);
+// GET /_link?link=B&conn=B calls SetLink (bytes per second).
 type ReadServer struct {
 	data     []byte
 	etag     string
@@ -24,6 +25,8 @@ type ReadServer struct {
 	modified string
 	latency  time.Duration
 	gets     atomic.Int64
+	link     pacer
+	connRate atomic.Int64
 	// OnGet, when set before serving, sees the range of each ranged GET.
 	OnGet func(from, to int64)
 }
@@ -46,6 +49,17 @@ func (s *ReadServer) ETag() string { return s.etag }
 func (s *ReadServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/_gets" {
 		fmt.Fprintln(w, s.gets.Load())
+		return
+	}
+	if r.URL.Path == "/_link" {
+		q := r.URL.Query()
+		link, err1 := strconv.ParseInt(q.Get("link"), 10, 64)
+		conn, err2 := strconv.ParseInt(q.Get("conn"), 10, 64)
+		if err1 != nil || err2 != nil {
+			http.Error(w, "want link=BYTES&conn=BYTES (per second, 0: unlimited)", http.StatusBadRequest)
+			return
+		}
+		s.SetLink(link, conn)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -89,7 +103,7 @@ func (s *ReadServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rng == "" {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
-		w.Write(s.data)
+		s.send(r.Context(), w, s.data)
 		return
 	}
 	from, to, ok := parseRange(rng, size)
@@ -104,7 +118,7 @@ func (s *ReadServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.FormatInt(to-from, 10))
 	h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to-1, size))
 	w.WriteHeader(http.StatusPartialContent)
-	w.Write(s.data[from:to])
+	s.send(r.Context(), w, s.data[from:to])
 }
 
 // fail answers an error the way the service does: its code in
