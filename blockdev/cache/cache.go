@@ -70,6 +70,14 @@ type Options struct {
 	Readahead int
 	// NoReadahead turns readahead off (so does a negative Readahead).
 	NoReadahead bool
+	// MaxReadahead is how far the window may grow past Readahead when a
+	// stream catches up with its readahead still in flight: then more
+	// requests go in flight, the window doubled and split into smaller
+	// requests (a quarter of FetchBytes). A source whose requests are each slow (a blob over a path
+	// that caps every TCP stream) then keeps up. 0 means half the cache;
+	// at most half the cache; negative: neither (fixed window and
+	// requests).
+	MaxReadahead int
 	// Workers fetch readahead chunks in parallel. Default: Readahead.
 	Workers int
 	// FetchBytes is the most one readahead request reads (whole chunks,
@@ -111,6 +119,12 @@ type Stats struct {
 	PeakWaiting   int64 // its highest value
 	Timeouts      int64 // reads that failed with ErrTimeout
 	Busy          int64 // reads refused with ErrBusy
+	// ReadaheadGrown counts the times readahead put more requests in
+	// flight (see Options.MaxReadahead); Readahead is the window now and
+	// FetchChunks the readahead request, in chunks.
+	ReadaheadGrown int64
+	Readahead      int64
+	FetchChunks    int64
 }
 
 type entry struct {
@@ -131,6 +145,7 @@ type stream struct {
 	raNext int64 // first chunk not yet queued for readahead
 	passed int64 // first chunk not yet marked behind
 	limit  int64 // where the stretch the last read belongs to ends; 0: unknown
+	full   bool  // its window reached c.ra (see growReadahead)
 	tick   uint64
 }
 
@@ -139,12 +154,15 @@ type Cache struct {
 	src     blockdev.Source
 	ctxSrc  ContextReaderAt
 	vecSrc  VecReaderAt
-	runMax  int // chunks per readahead request
+	runMax  int // chunks per request (FetchBytes)
+	run     int // chunks per readahead request now: shrinks to runMin
+	runMin  int
 	size    int64
 	chunk   int64
 	nChunks int64
 	slots   int
-	ra      int
+	ra      int // the readahead window now (chunks): grows up to raMax
+	raMax   int
 	log     *slog.Logger
 	timeout time.Duration
 	maxWait int
@@ -221,8 +239,19 @@ func New(src blockdev.Source, o Options) *Cache {
 	if c.vecSrc != nil && o.FetchBytes > 0 {
 		c.runMax = max(o.FetchBytes/o.ChunkSize, 1)
 	}
+	c.run, c.runMin = c.runMax, c.runMax
+	if o.MaxReadahead >= 0 {
+		c.runMin = max(c.runMax/4, 1)
+	}
 	c.nChunks = (c.size + c.chunk - 1) / c.chunk
 	c.ra = min(max(o.Readahead, 0), c.slots/2)
+	c.raMax = c.ra
+	if c.ra > 0 && o.MaxReadahead >= 0 {
+		c.raMax = max(c.ra, c.slots/2)
+		if o.MaxReadahead > 0 {
+			c.raMax = min(max(c.ra, o.MaxReadahead), c.slots/2)
+		}
+	}
 	c.st.MaxBytes = int64(c.slots) * c.chunk
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	workers := o.Workers
@@ -230,6 +259,8 @@ func New(src blockdev.Source, o Options) *Cache {
 		workers = c.ra
 	}
 	if c.ra > 0 {
+		// Enough workers for the largest window, a request each.
+		workers = max(workers, (c.raMax+c.runMin-1)/c.runMin)
 		for range max(workers, 1) {
 			go c.worker()
 		}
@@ -244,6 +275,7 @@ func (c *Cache) Size() int64 { return c.size }
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	s := c.st
+	s.Readahead, s.FetchChunks = int64(c.ra), int64(c.run)
 	c.mu.Unlock()
 	if r, ok := c.src.(interface{ Retries() int64 }); ok {
 		s.Retries = r.Retries()
@@ -270,7 +302,8 @@ func (c *Cache) Close() error {
 	s := c.Stats()
 	c.log.Debug("cache: closed", "hits", s.Hits, "waits", s.Waits, "misses", s.Misses, "fetches", s.Fetches,
 		"prefetches", s.Prefetches, "prefetch_hits", s.PrefetchHits, "fetch_errors", s.FetchErrors,
-		"bytes_fetched", s.BytesFetched, "evictions", s.Evictions, "retries", s.Retries, "peak_bytes", s.PeakBytes)
+		"bytes_fetched", s.BytesFetched, "evictions", s.Evictions, "retries", s.Retries, "peak_bytes", s.PeakBytes,
+		"readahead_chunks", s.Readahead, "fetch_chunks", s.FetchChunks, "readahead_grown", s.ReadaheadGrown)
 	return nil
 }
 
@@ -377,6 +410,10 @@ func (c *Cache) acquire(idx int64, expired <-chan time.Time) (*entry, error) {
 		}
 		if e != nil {
 			e.refs++
+			if e.prefetched {
+				// The read caught up with readahead in flight.
+				c.growReadahead()
+			}
 			c.usePrefetched(e)
 			c.st.Waits++
 			c.addWaiting(1)

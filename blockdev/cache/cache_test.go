@@ -562,7 +562,8 @@ func BenchmarkCacheSequential(b *testing.B) {
 // of growing the cache, and leaves alone chunks it never passed.
 func TestDropBehind(t *testing.T) {
 	src := newSource(256*chunk, 11)
-	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 8})
+	// A fixed window (no growth when the reader outruns the source).
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 128 * chunk, Readahead: 8, MaxReadahead: -1})
 	buf := make([]byte, 16<<10)
 	// A chunk read at random before the stream, far from it.
 	if _, err := c.ReadAt(buf, 200*chunk); err != nil {
@@ -666,6 +667,75 @@ func TestReadaheadLargeReads(t *testing.T) {
 	for idx := int64(0); idx < 48; idx++ {
 		if n := src.callsOf(idx); n != 1 {
 			t.Errorf("chunk %d fetched %d times", idx, n)
+		}
+	}
+}
+
+// A stream that catches up with its readahead still in flight widens the
+// window (more requests in flight), up to MaxReadahead; with growth off it
+// does not.
+func TestReadaheadGrows(t *testing.T) {
+	for _, grow := range []bool{true, false} {
+		src := newSource(64*chunk, 12)
+		var gmu sync.Mutex
+		gates := map[int64]chan struct{}{}
+		src.gate = func(idx int64) chan struct{} {
+			if idx < 2 {
+				return nil
+			}
+			gmu.Lock()
+			defer gmu.Unlock()
+			if gates[idx] == nil {
+				gates[idx] = make(chan struct{})
+			}
+			return gates[idx]
+		}
+		maxRA := 6
+		if !grow {
+			maxRA = -1
+		}
+		c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 64 * chunk, Readahead: 4, MaxReadahead: maxRA})
+		buf := make([]byte, chunk)
+		// Two chunks in order: a full-grown window of 4, chunks 2..5 in flight.
+		for off := int64(0); off < 2*chunk; off += chunk / 2 {
+			if _, err := c.ReadAt(buf[:chunk/2], off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "readahead of chunk 2 started", func() bool { return src.callsOf(2) == 1 })
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.ReadAt(buf, 2*chunk)
+			done <- err
+		}()
+		eventually(t, "the read waits for chunk 2", func() bool { return c.Stats().Waits == 1 })
+		st := c.Stats()
+		wantGrown, wantRA := int64(1), int64(6)
+		if !grow {
+			wantGrown, wantRA = 0, 4
+		}
+		if st.ReadaheadGrown != wantGrown || st.Readahead != wantRA {
+			t.Fatalf("grow %v: readahead grown %d times to %d chunks, want %d times to %d", grow, st.ReadaheadGrown, st.Readahead, wantGrown, wantRA)
+		}
+		gmu.Lock()
+		for idx := int64(2); idx < 64; idx++ {
+			if gates[idx] == nil {
+				gates[idx] = make(chan struct{})
+			}
+			close(gates[idx])
+		}
+		gmu.Unlock()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		// The rest, in order: the window never passes MaxReadahead.
+		for off := int64(3 * chunk); off < src.Size(); off += chunk {
+			if n, err := c.ReadAt(buf, off); err != nil || n != chunk || !bytes.Equal(buf, src.data[off:off+chunk]) {
+				t.Fatalf("ReadAt(%d): %d, %v", off, n, err)
+			}
+		}
+		if st := c.Stats(); st.Readahead > int64(max(4, maxRA)) {
+			t.Fatalf("readahead window %d chunks, past the maximum %d", st.Readahead, maxRA)
 		}
 	}
 }

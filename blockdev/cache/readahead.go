@@ -86,9 +86,7 @@ func (c *Cache) observe(off, n, end int64) {
 	}
 	cur := (s.end - 1) / c.chunk
 	c.markBehind(s, cur-behindSlack)
-	// The window doubles with the stream's length: 4 chunks once a whole
-	// chunk was read in order, then 8, ... up to Readahead.
-	window := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
+	window := c.window(s)
 	from := max(cur+1, s.raNext)
 	last := c.nChunks - 1
 	if s.limit > 0 {
@@ -96,10 +94,10 @@ func (c *Cache) observe(off, n, end int64) {
 		last = min(last, (s.limit-1)/c.chunk)
 	}
 	to := min(cur+window, last)
-	// Top the window up a whole request at a time (runMax chunks), so
+	// Top the window up a whole request at a time (c.run chunks), so
 	// that the workers read ahead in few large requests, not one chunk
 	// per read.
-	if to-from+1 < min(int64(c.runMax), window) && to < last {
+	if to-from+1 < min(int64(c.run), window) && to < last {
 		return
 	}
 	for idx := from; idx <= to; idx++ {
@@ -107,6 +105,48 @@ func (c *Cache) observe(off, n, end int64) {
 	}
 	if to >= from {
 		s.raNext = to + 1
+	}
+}
+
+// window is how many chunks s reads ahead. c.mu held.
+func (c *Cache) window(s *stream) int64 {
+	// The window doubles with the stream's length: 4 chunks once a whole
+	// chunk was read in order, then 8, ... up to Readahead.
+	w := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
+	if w == int64(c.ra) {
+		// Full grown: readers that catch up with it may widen it
+		// (growReadahead).
+		s.full = true
+	}
+	return w
+}
+
+// growReadahead puts more readahead requests in flight: a read had to
+// wait for a readahead chunk still in flight, and the window is full
+// grown. When each request is slow (a path that caps each TCP stream),
+// more of them go faster together; when the link is full, smaller
+// requests cost the service a little more and a wider window costs memory
+// within the cache's bound. c.mu held.
+func (c *Cache) growReadahead() {
+	if c.run <= c.runMin && c.ra >= c.raMax {
+		return
+	}
+	full := false
+	for i := range c.streams {
+		full = full || c.streams[i].full
+	}
+	if !full {
+		// A stream still ramping up: its window is not the limit yet.
+		return
+	}
+	// Both at once: each step is a reader stalled, and a slow path shows
+	// itself only after a request's time (e.g. 8 MiB at 50 MB/s: 170 ms).
+	c.run = c.runMin
+	c.ra = min(2*c.ra, c.raMax)
+	c.st.ReadaheadGrown++
+	c.log.Debug("cache: more readahead in flight", "window_chunks", c.ra, "request_chunks", c.run)
+	for i := range c.streams {
+		c.streams[i].full = false
 	}
 }
 
@@ -184,7 +224,7 @@ func (c *Cache) worker() {
 }
 
 // nextPrefetch takes the next queued chunk that is still missing and for
-// which there is room, with up to runMax-1 chunks right after it that are
+// which there is room, with up to c.run-1 chunks right after it that are
 // queued too (one request for them all); nil when the queue is empty. Takes
 // c.mu.
 func (c *Cache) nextPrefetch() []*entry {
@@ -193,7 +233,7 @@ func (c *Cache) nextPrefetch() []*entry {
 	var run []*entry
 	for len(c.queue) > 0 && !c.isClosed {
 		idx := c.queue[0]
-		if run != nil && (idx != run[len(run)-1].idx+1 || len(run) >= c.runMax) {
+		if run != nil && (idx != run[len(run)-1].idx+1 || len(run) >= c.run) {
 			break
 		}
 		c.queue = c.queue[1:]

@@ -976,3 +976,88 @@ func TestBlobFirstByte(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBlobMountUp measures how long `chestfs mount` of a blob takes
+// to be up (from the process start to the mount in the mount table), with
+// and without the metadata prefetch, on an image of BENCH_BLOB_FILES small
+// files (default 100000, in directories of 1000) served by the read
+// server with BENCH_BLOB_LATENCY_MS per request; BENCH_BLOB_ROUNDS mounts
+// each way. The GETs each mount sent until it was up are reported too.
+func BenchmarkBlobMountUp(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: FUSE mounts")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		b.Skip("needs /dev/fuse")
+	}
+	nFiles := envInt(b, "BENCH_BLOB_FILES", 100000)
+	latency := time.Duration(envInt(b, "BENCH_BLOB_LATENCY_MS", int(benchLatency/time.Millisecond))) * time.Millisecond
+	rounds := max(envInt(b, "BENCH_BLOB_ROUNDS", 3), 1)
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	for i := range nFiles {
+		d := filepath.Join(src, fmt.Sprintf("d%03d", i/1000))
+		if i%1000 == 0 {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%06d.txt", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	img, key := filepath.Join(dir, "img"), filepath.Join(dir, "key")
+	t0 := time.Now()
+	benchRun(b, "pack", "--new-key", key, "--pbkdf", "pbkdf2", "--iterations", "1000", src, img)
+	os.RemoveAll(src)
+	b.Logf("image of %d files: %d MiB, packed in %v", nFiles, imgSize(b, img)>>20, time.Since(t0).Round(time.Millisecond))
+	srv := startReadServer(b, img, latency)
+	mp := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	args := []string{"--auth", "anonymous", "--key-file", key, "--cache-size", strconv.Itoa(benchCacheSize), "--debug", srv.url, mp}
+	b.ResetTimer()
+	for _, prefetch := range []bool{false, true} {
+		var ups []float64
+		var gets []int64
+		for range rounds {
+			cmd := exec.Command(binPath, append([]string{"mount"}, args...)...)
+			if !prefetch {
+				cmd.Env = append(os.Environ(), noPrefetchEnv+"=1")
+			}
+			var se bytes.Buffer
+			cmd.Stderr = &se
+			g0 := srv.gets()
+			t0 := time.Now()
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			for !isMounted(mp) {
+				if time.Since(t0) > time.Minute {
+					cmd.Process.Kill()
+					cmd.Wait()
+					b.Fatalf("mount not up after a minute: %s", se.String())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			up := time.Since(t0)
+			g := srv.gets() - g0
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err := cmd.Wait(); err != nil {
+				b.Errorf("mount exit: %v: %s", err, se.String())
+			}
+			ups = append(ups, float64(up.Milliseconds()))
+			gets = append(gets, g)
+			if prefetch {
+				for _, l := range strings.Split(se.String(), "\n") {
+					if strings.Contains(l, "metadata prefetched") {
+						b.Logf("%s", l)
+					}
+				}
+			}
+		}
+		b.Logf("prefetch %v: mount up after %v ms (median %.0f ms = %.1f RTT), GETs until up %v",
+			prefetch, ups, median(ups), median(ups)/float64(max(latency.Milliseconds(), 1)), gets)
+	}
+}
