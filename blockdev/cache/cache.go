@@ -70,13 +70,12 @@ type Options struct {
 	Readahead int
 	// NoReadahead turns readahead off (so does a negative Readahead).
 	NoReadahead bool
-	// MaxReadahead is how far the window may grow past Readahead when a
-	// stream catches up with its readahead still in flight: then more
-	// requests go in flight, the window doubled and split into smaller
-	// requests (a quarter of FetchBytes). A source whose requests are each slow (a blob over a path
-	// that caps every TCP stream) then keeps up. 0 means half the cache;
-	// at most half the cache; negative: neither (fixed window and
-	// requests).
+	// MaxReadahead is how far the window may grow past Readahead: each
+	// time a stream catches up with its readahead still in flight, the
+	// window doubles, so more requests are in flight, and a source whose
+	// requests are each slow (a blob over a path that caps every TCP
+	// stream) keeps up. 0 means a quarter of the cache; at most that;
+	// negative: no growth.
 	MaxReadahead int
 	// Workers fetch readahead chunks in parallel. Default: Readahead.
 	Workers int
@@ -239,17 +238,19 @@ func New(src blockdev.Source, o Options) *Cache {
 	if c.vecSrc != nil && o.FetchBytes > 0 {
 		c.runMax = max(o.FetchBytes/o.ChunkSize, 1)
 	}
+	// Readahead requests keep their size when the window grows: split
+	// into quarters they cost more CPU and GETs than they gained (a sweep
+	// of link settings, see scripts/bench-blob.sh).
 	c.run, c.runMin = c.runMax, c.runMax
-	if o.MaxReadahead >= 0 {
-		c.runMin = max(c.runMax/4, 1)
-	}
 	c.nChunks = (c.size + c.chunk - 1) / c.chunk
 	c.ra = min(max(o.Readahead, 0), c.slots/2)
 	c.raMax = c.ra
 	if c.ra > 0 && o.MaxReadahead >= 0 {
-		c.raMax = max(c.ra, c.slots/2)
+		// A quarter of the cache at most: readahead may hold half of it,
+		// and a window that fills that evicts its own unread chunks.
+		c.raMax = max(c.ra, c.slots/4)
 		if o.MaxReadahead > 0 {
-			c.raMax = min(max(c.ra, o.MaxReadahead), c.slots/2)
+			c.raMax = max(c.ra, min(o.MaxReadahead, c.slots/4))
 		}
 	}
 	c.st.MaxBytes = int64(c.slots) * c.chunk

@@ -124,9 +124,8 @@ func (c *Cache) window(s *stream) int64 {
 // growReadahead puts more readahead requests in flight: a read had to
 // wait for a readahead chunk still in flight, and the window is full
 // grown. When each request is slow (a path that caps each TCP stream),
-// more of them go faster together; when the link is full, smaller
-// requests cost the service a little more and a wider window costs memory
-// within the cache's bound. c.mu held.
+// more of them go faster together; when the link is full, a wider window
+// only costs memory, within the cache's bound. c.mu held.
 func (c *Cache) growReadahead() {
 	if c.run <= c.runMin && c.ra >= c.raMax {
 		return
@@ -139,8 +138,8 @@ func (c *Cache) growReadahead() {
 		// A stream still ramping up: its window is not the limit yet.
 		return
 	}
-	// Both at once: each step is a reader stalled, and a slow path shows
-	// itself only after a request's time (e.g. 8 MiB at 50 MB/s: 170 ms).
+	// Doubled: each step is a reader stalled, and a slow path shows
+	// itself only after a request's time (8 MiB at 50 MB/s: 170 ms).
 	c.run = c.runMin
 	c.ra = min(2*c.ra, c.raMax)
 	c.st.ReadaheadGrown++
