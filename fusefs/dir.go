@@ -186,6 +186,7 @@ func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEn
 	if err != nil {
 		return r.dirStatus("readdir", in, err)
 	}
+	r.sib.listed(d)
 	for i := in.Offset; ; i++ {
 		name, ino, mode, ok := d.entry(i)
 		if !ok || !out.AddDirEntry(fuse.DirEntry{Name: name, Ino: ino, Mode: mode, Off: i + 1}) {
@@ -200,6 +201,7 @@ func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 	if err != nil {
 		return r.dirStatus("readdirplus", in, err)
 	}
+	r.sib.listed(d)
 	for i := in.Offset; ; i++ {
 		name, ino, mode, ok := d.entry(i)
 		if !ok {

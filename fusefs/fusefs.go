@@ -49,6 +49,10 @@ type Options struct {
 	// kernel stops asking (getxattr then fails with EOPNOTSUPP rather
 	// than ENODATA).
 	KeepXattrs bool
+	// NoSiblingPush turns off pushing the next small files of a directory
+	// into the kernel's page cache while a program reads them in turn
+	// (see siblings.go).
+	NoSiblingPush bool
 }
 
 const (
@@ -126,6 +130,7 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
 	}
 	raw := newRawFS(fsys)
+	raw.noPush = opts.NoSiblingPush
 	var served fuse.RawFileSystem = raw
 	if opts.Debug || opts.Observe != nil {
 		served = &tracedFS{rawFS: raw, log: opts.Debug, observe: opts.Observe}

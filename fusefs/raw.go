@@ -73,6 +73,10 @@ type rawFS struct {
 	// noOpendir: the kernel opens directories without OPENDIR when
 	// told ENOSYS (see OpenDir).
 	noOpendir atomic.Bool
+	// sib pushes the small files of a directory being read (siblings.go)
+	// unless noPush.
+	sib    siblings
+	noPush bool
 }
 
 func newRawFS(f filesystem) *rawFS {
@@ -92,7 +96,13 @@ func (r *rawFS) String() string { return "chestfs" }
 // Init learns what the kernel supports, before any request is served.
 func (r *rawFS) Init(s *fuse.Server) {
 	r.noOpendir.Store(s.KernelSettings().Flags&fuse.CAP_NO_OPENDIR_SUPPORT != 0)
+	if !r.noPush {
+		r.sib.start(r, s)
+	}
 }
+
+// OnUnmount stops the sibling pusher.
+func (r *rawFS) OnUnmount() { r.sib.close() }
 
 // inoOf maps a FUSE node ID to an ext4 inode number.
 func inoOf(node uint64) uint64 {

@@ -1,0 +1,164 @@
+package fusefs
+
+import (
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Sibling readahead: a program that reads the files of a directory one
+// after the other (tar, a Python import, a compiler reading headers) pays
+// a FUSE round trip per small file, and in between waits for the reply:
+// two context switches and the read itself. The kernel's readahead stops
+// at the end of each file. Once a second file of a recently listed
+// directory is read from its start, the next siblings in the listing
+// (small regular files only) are read by a background goroutine and
+// pushed into the kernel's page cache (FUSE_NOTIFY_STORE), on the other
+// core while the program works on the file it has: their reads then find
+// the data cached and never reach the server. The pushed bytes are the
+// image's own (it never changes) and live in the kernel's page cache,
+// which bounds and reclaims them like any other cached file data.
+
+const (
+	// pushWindow is how many entries past the file being read are pushed.
+	pushWindow = 32
+	// maxPushFile is the largest file pushed; larger ones are read with
+	// the kernel's own readahead, which is efficient for them.
+	maxPushFile = 128 << 10
+	// maxPushDir bounds the listings watched (an index by inode is built
+	// for them); the files of larger directories are not pushed.
+	maxPushDir = 1 << 16
+	// recentDirs is how many recently listed directories are watched.
+	recentDirs = 4
+)
+
+// siblings tracks recently listed directories and which of their entries
+// were read or pushed.
+type siblings struct {
+	srv  *fuse.Server // set by Init; nil: nothing is pushed
+	mu   sync.Mutex
+	dirs [recentDirs]*listing // most recently listed first
+	dir  *listing             // the directory whose files are being read
+	pos  map[uint64]int       // dir's entries by inode, index in ents
+	done []bool               // dir's entries read or queued
+	last int                  // the entry last read from its start
+
+	jobs   chan uint64 // inodes to push
+	stop   chan struct{}
+	pushed atomic.Int64 // files pushed, for tests
+}
+
+// start runs the pusher; close ends it at unmount.
+func (s *siblings) start(r *rawFS, srv *fuse.Server) {
+	s.srv = srv
+	s.jobs = make(chan uint64, 2*pushWindow)
+	s.stop = make(chan struct{})
+	go s.pusher(r)
+}
+
+func (s *siblings) close() {
+	if s.stop != nil {
+		close(s.stop)
+	}
+}
+
+// listed notes that directory d was served to the kernel.
+func (s *siblings) listed(d *listing) {
+	if s.jobs == nil || len(d.ents) > maxPushDir {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for i < recentDirs-1 && s.dirs[i] != d {
+		i++
+	}
+	copy(s.dirs[1:i+1], s.dirs[:i])
+	s.dirs[0] = d
+}
+
+// read notes a READ of inode ino from offset 0 and queues siblings.
+func (s *siblings) read(ino uint64) {
+	if s.jobs == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.pos[ino]
+	if !ok {
+		s.find(ino) // the first file of a directory: nothing pushed yet
+		return
+	}
+	if i != s.last {
+		// A second file of the same directory: push what follows.
+		for j := i + 1; j < len(s.dir.ents) && j <= i+pushWindow; j++ {
+			e := &s.dir.ents[j]
+			if s.done[j] || e.Type != unix.DT_REG {
+				continue
+			}
+			select {
+			case s.jobs <- e.Ino:
+				s.done[j] = true
+			default:
+				return // the pusher is behind: the kernel reads the rest
+			}
+		}
+	}
+	s.done[i] = true
+	s.last = i
+}
+
+// find makes the recently listed directory holding ino the current one.
+func (s *siblings) find(ino uint64) {
+	for _, d := range s.dirs {
+		if d == nil || d == s.dir {
+			continue
+		}
+		for i := range d.ents {
+			if d.ents[i].Ino == ino {
+				s.dir, s.last = d, i
+				s.pos = make(map[uint64]int, len(d.ents))
+				for j := range d.ents {
+					s.pos[d.ents[j].Ino] = j
+				}
+				s.done = make([]bool, len(d.ents))
+				s.done[i] = true
+				return
+			}
+		}
+	}
+}
+
+// pusher reads queued files and stores them in the kernel's page cache.
+func (s *siblings) pusher(r *rawFS) {
+	buf := make([]byte, maxPushFile)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case ino := <-s.jobs:
+			if n, ok := s.load(r, ino, buf); ok {
+				if s.srv.InodeNotifyStoreCache(nodeOf(ino), 0, buf[:n]) == fuse.OK {
+					s.pushed.Add(1)
+				}
+			}
+		}
+	}
+}
+
+// load reads a whole small regular file into buf; ok is false for
+// anything else, and on any error (the kernel's own READ reports it).
+func (s *siblings) load(r *rawFS, ino uint64, buf []byte) (int, bool) {
+	st, err := r.fs.Stat(ino)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size == 0 || st.Size > uint64(len(buf)) {
+		return 0, false
+	}
+	n, err := r.fs.ReadAt(ino, buf[:st.Size], 0)
+	if err != nil && err != io.EOF || uint64(n) != st.Size {
+		return 0, false
+	}
+	return n, true
+}
