@@ -35,18 +35,31 @@ const (
 	recentDirs = 4
 )
 
+// Entry states in siblings.state.
+const (
+	stUntouched = iota
+	stQueued    // waiting for the pusher
+	stDone      // read by the kernel, or being pushed
+)
+
+// job is a file to push: entry i of listing d.
+type job struct {
+	d *listing
+	i int
+}
+
 // siblings tracks recently listed directories and which of their entries
 // were read or pushed.
 type siblings struct {
-	srv  *fuse.Server // set by Init; nil: nothing is pushed
-	mu   sync.Mutex
-	dirs [recentDirs]*listing // most recently listed first
-	dir  *listing             // the directory whose files are being read
-	pos  map[uint64]int       // dir's entries by inode, index in ents
-	done []bool               // dir's entries read or queued
-	last int                  // the entry last read from its start
+	srv   *fuse.Server // set by Init; nil: nothing is pushed
+	mu    sync.Mutex
+	dirs  [recentDirs]*listing // most recently listed first
+	dir   *listing             // the directory whose files are being read
+	pos   map[uint64]int       // dir's entries by inode, index in ents
+	state []uint8              // per entry of dir: stUntouched, stQueued or stDone
+	last  int                  // the entry last read from its start
 
-	jobs   chan uint64 // inodes to push
+	jobs   chan job // files to push
 	stop   chan struct{}
 	pushed atomic.Int64 // files pushed, for tests
 }
@@ -54,7 +67,7 @@ type siblings struct {
 // start runs the pusher; close ends it at unmount.
 func (s *siblings) start(r *rawFS, srv *fuse.Server) {
 	s.srv = srv
-	s.jobs = make(chan uint64, 2*pushWindow)
+	s.jobs = make(chan job, 2*pushWindow)
 	s.stop = make(chan struct{})
 	go s.pusher(r)
 }
@@ -94,21 +107,36 @@ func (s *siblings) read(ino uint64) {
 	}
 	if i != s.last {
 		// A second file of the same directory: push what follows.
+	queue:
 		for j := i + 1; j < len(s.dir.ents) && j <= i+pushWindow; j++ {
-			e := &s.dir.ents[j]
-			if s.done[j] || e.Type != unix.DT_REG {
+			if s.state[j] != stUntouched || s.dir.ents[j].Type != unix.DT_REG {
 				continue
 			}
 			select {
-			case s.jobs <- e.Ino:
-				s.done[j] = true
+			case s.jobs <- job{s.dir, j}:
+				s.state[j] = stQueued
 			default:
-				return // the pusher is behind: the kernel reads the rest
+				break queue // the pusher is behind: the kernel reads the rest
 			}
 		}
 	}
-	s.done[i] = true
+	// A queued file the kernel reads itself is not pushed.
+	s.state[i] = stDone
 	s.last = i
+}
+
+// take reports whether a queued file still wants pushing, and marks it.
+func (s *siblings) take(j job) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir != j.d {
+		return true // the reader moved on; the push may still serve it
+	}
+	if s.state[j.i] == stDone {
+		return false
+	}
+	s.state[j.i] = stDone
+	return true
 }
 
 // find makes the recently listed directory holding ino the current one.
@@ -124,8 +152,8 @@ func (s *siblings) find(ino uint64) {
 				for j := range d.ents {
 					s.pos[d.ents[j].Ino] = j
 				}
-				s.done = make([]bool, len(d.ents))
-				s.done[i] = true
+				s.state = make([]uint8, len(d.ents))
+				s.state[i] = stDone
 				return
 			}
 		}
@@ -139,7 +167,11 @@ func (s *siblings) pusher(r *rawFS) {
 		select {
 		case <-s.stop:
 			return
-		case ino := <-s.jobs:
+		case j := <-s.jobs:
+			if !s.take(j) {
+				continue
+			}
+			ino := j.d.ents[j.i].Ino
 			if n, ok := s.load(r, ino, buf); ok {
 				if s.srv.InodeNotifyStoreCache(nodeOf(ino), 0, buf[:n]) == fuse.OK {
 					s.pushed.Add(1)
