@@ -13,12 +13,13 @@ import (
 // after the other (tar, a Python import, a compiler reading headers) pays
 // a FUSE round trip per small file, and in between waits for the reply:
 // two context switches and the read itself. The kernel's readahead stops
-// at the end of each file. Once a second file of a recently listed
-// directory is read from its start, the next siblings in the listing
-// (small regular files only) are read by a background goroutine and
-// pushed into the kernel's page cache (FUSE_NOTIFY_STORE), on the other
-// core while the program works on the file it has: their reads then find
-// the data cached and never reach the server. The pushed bytes are the
+// at the end of each file. Once a file of a recently listed directory is
+// read from its start, the next siblings in the listing (small regular
+// files only; a few after a first file, more once a second one is read)
+// are read by a background goroutine and pushed into the kernel's page
+// cache (FUSE_NOTIFY_STORE), on the other core while the program works on
+// the file it has: their reads then find the data cached and never reach
+// the server. The pushed bytes are the
 // image's own (it never changes) and live in the kernel's page cache,
 // which bounds and reclaims them like any other cached file data.
 
@@ -93,36 +94,39 @@ func (s *siblings) listed(d *listing) {
 	s.dirs[0] = d
 }
 
-// read notes a READ of inode ino from offset 0 and queues siblings.
+// read notes a READ of inode ino from offset 0 and queues siblings: the
+// first file read in a directory pushes the next pushWindow/4 entries, a
+// further one (the program reads the directory's files in turn) the next
+// pushWindow.
 func (s *siblings) read(ino uint64) {
 	if s.jobs == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	window := pushWindow
 	i, ok := s.pos[ino]
 	if !ok {
-		s.find(ino) // the first file of a directory: nothing pushed yet
+		if i, ok = s.find(ino); !ok {
+			return
+		}
+		window = pushWindow / 4
+	} else if i == s.last {
 		return
 	}
-	if i != s.last {
-		// A second file of the same directory: push what follows.
-	queue:
-		for j := i + 1; j < len(s.dir.ents) && j <= i+pushWindow; j++ {
-			if s.state[j] != stUntouched || s.dir.ents[j].Type != unix.DT_REG {
-				continue
-			}
-			select {
-			case s.jobs <- job{s.dir, j}:
-				s.state[j] = stQueued
-			default:
-				break queue // the pusher is behind: the kernel reads the rest
-			}
+	s.state[i] = stDone // a queued file the kernel reads itself is not pushed
+	s.last = i
+	for j := i + 1; j < len(s.dir.ents) && j <= i+window; j++ {
+		if s.state[j] != stUntouched || s.dir.ents[j].Type != unix.DT_REG {
+			continue
+		}
+		select {
+		case s.jobs <- job{s.dir, j}:
+			s.state[j] = stQueued
+		default:
+			return // the pusher is behind: the kernel reads the rest
 		}
 	}
-	// A queued file the kernel reads itself is not pushed.
-	s.state[i] = stDone
-	s.last = i
 }
 
 // take reports whether a queued file still wants pushing, and marks it.
@@ -139,25 +143,26 @@ func (s *siblings) take(j job) bool {
 	return true
 }
 
-// find makes the recently listed directory holding ino the current one.
-func (s *siblings) find(ino uint64) {
+// find makes the recently listed directory holding ino the current one
+// and returns ino's index in it.
+func (s *siblings) find(ino uint64) (int, bool) {
 	for _, d := range s.dirs {
 		if d == nil || d == s.dir {
 			continue
 		}
 		for i := range d.ents {
 			if d.ents[i].Ino == ino {
-				s.dir, s.last = d, i
+				s.dir, s.last = d, -1
 				s.pos = make(map[uint64]int, len(d.ents))
 				for j := range d.ents {
 					s.pos[d.ents[j].Ino] = j
 				}
 				s.state = make([]uint8, len(d.ents))
-				s.state[i] = stDone
-				return
+				return i, true
 			}
 		}
 	}
+	return 0, false
 }
 
 // pusher reads queued files and stores them in the kernel's page cache.
