@@ -54,15 +54,22 @@ type job struct {
 type siblings struct {
 	srv   *fuse.Server // set by Init; nil: nothing is pushed
 	mu    sync.Mutex
-	dirs  [recentDirs]*listing // most recently listed first
-	dir   *listing             // the directory whose files are being read
-	pos   map[uint64]int       // dir's entries by inode, index in ents
-	state []uint8              // per entry of dir: stUntouched, stQueued or stDone
-	last  int                  // the entry last read from its start
+	dirs  [recentDirs]recent // most recently listed first
+	dir   *listing           // the directory whose files are being read
+	pos   map[uint64]int     // dir's entries by inode, index in ents
+	state []uint8            // per entry of dir: stUntouched, stQueued or stDone
+	last  int                // the entry last read from its start
 
 	jobs   chan job // files to push
 	stop   chan struct{}
 	pushed atomic.Int64 // files pushed, for tests
+}
+
+// recent is a recently listed directory and, once a READ looked for a
+// file in it, its entries by inode.
+type recent struct {
+	d   *listing
+	pos map[uint64]int
 }
 
 // start runs the pusher; close ends it at unmount.
@@ -87,11 +94,15 @@ func (s *siblings) listed(d *listing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := 0
-	for i < recentDirs-1 && s.dirs[i] != d {
+	for i < recentDirs-1 && s.dirs[i].d != d {
 		i++
 	}
+	r := s.dirs[i]
+	if r.d != d {
+		r = recent{d: d}
+	}
 	copy(s.dirs[1:i+1], s.dirs[:i])
-	s.dirs[0] = d
+	s.dirs[0] = r
 }
 
 // read notes a READ of inode ino from offset 0 and queues siblings: the
@@ -144,22 +155,23 @@ func (s *siblings) take(j job) bool {
 }
 
 // find makes the recently listed directory holding ino the current one
-// and returns ino's index in it.
+// and returns ino's index in it. Each directory is indexed once.
 func (s *siblings) find(ino uint64) (int, bool) {
-	for _, d := range s.dirs {
-		if d == nil || d == s.dir {
+	for k := range s.dirs {
+		r := &s.dirs[k]
+		if r.d == nil || r.d == s.dir {
 			continue
 		}
-		for i := range d.ents {
-			if d.ents[i].Ino == ino {
-				s.dir, s.last = d, -1
-				s.pos = make(map[uint64]int, len(d.ents))
-				for j := range d.ents {
-					s.pos[d.ents[j].Ino] = j
-				}
-				s.state = make([]uint8, len(d.ents))
-				return i, true
+		if r.pos == nil {
+			r.pos = make(map[uint64]int, len(r.d.ents))
+			for j := range r.d.ents {
+				r.pos[r.d.ents[j].Ino] = j
 			}
+		}
+		if i, ok := r.pos[ino]; ok {
+			s.dir, s.pos, s.last = r.d, r.pos, -1
+			s.state = make([]uint8, len(r.d.ents))
+			return i, true
 		}
 	}
 	return 0, false
