@@ -27,6 +27,7 @@ type FS struct {
 	mu     sync.Mutex
 	blocks lru // block number -> []byte (metadata blocks)
 	inodes lru // inode number -> *inode
+	itable lru // block number -> []byte (inode-table blocks, see itable.go)
 
 	warned map[string]bool // warnOnce keys, under mu
 
@@ -131,7 +132,11 @@ func (f *FS) load() error {
 		f.blocks.max = 16
 	}
 	f.inodes.max = inodeCacheSize
-	return f.readGroups()
+	if err := f.readGroups(); err != nil {
+		return err
+	}
+	f.itable.max = f.itableSize()
+	return nil
 }
 
 // BlockSize returns the filesystem block size in bytes.

@@ -106,7 +106,7 @@ func (f *FS) readInode(ino uint64) (*inode, error) {
 	if err != nil {
 		return nil, err
 	}
-	blk, err := f.block(pos / f.bs)
+	blk, err := f.itableBlock((ino-1)/uint64(f.sb.sInodesPerGroup), pos/f.bs)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,8 @@ type rawFS struct {
 	lookups atomic.Int64 // LOOKUP requests served, for tests of the kernel's caching
 	nextFh  atomic.Uint64
 	dirsMu  sync.Mutex
-	dirs    map[uint64]*dirHandle
+	dirs    map[uint64]uint64 // open directory handle -> inode
+	listed  listings
 	logMu   sync.Mutex
 	logged  map[uint64]bool
 	logFull bool
@@ -69,6 +70,13 @@ type rawFS struct {
 	// path) instead of ENOSYS.
 	noXattrs atomic.Bool
 	keepOpen bool
+	// noOpendir: the kernel opens directories without OPENDIR when
+	// told ENOSYS (see OpenDir).
+	noOpendir atomic.Bool
+	// sib pushes the small files of a directory being read (siblings.go)
+	// unless noPush.
+	sib    siblings
+	noPush bool
 }
 
 func newRawFS(f filesystem) *rawFS {
@@ -76,7 +84,7 @@ func newRawFS(f filesystem) *rawFS {
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		fs:            f,
 		blockSize:     uint32(f.BlockSize()),
-		dirs:          map[uint64]*dirHandle{},
+		dirs:          map[uint64]uint64{},
 		logged:        map[uint64]bool{},
 		xattrNames:    map[uint64][]string{},
 		nlookup:       map[uint64]uint64{},
@@ -84,6 +92,17 @@ func newRawFS(f filesystem) *rawFS {
 }
 
 func (r *rawFS) String() string { return "chestfs" }
+
+// Init learns what the kernel supports, before any request is served.
+func (r *rawFS) Init(s *fuse.Server) {
+	r.noOpendir.Store(s.KernelSettings().Flags&fuse.CAP_NO_OPENDIR_SUPPORT != 0)
+	if !r.noPush {
+		r.sib.start(r, s)
+	}
+}
+
+// OnUnmount stops the sibling pusher.
+func (r *rawFS) OnUnmount() { r.sib.close() }
 
 // inoOf maps a FUSE node ID to an ext4 inode number.
 func inoOf(node uint64) uint64 {

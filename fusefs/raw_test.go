@@ -101,12 +101,19 @@ func listDir(t *testing.T, r *rawFS, node uint64, plus bool) []rawEntry {
 		t.Fatalf("opendir %d: %v", node, st)
 	}
 	defer r.ReleaseDir(&fuse.ReleaseIn{Fh: oo.Fh})
+	return readDirAll(t, r, node, oo.Fh, plus)
+}
+
+// readDirAll reads a whole directory through handle fh (0: none, the node
+// names the directory) as listDir does.
+func readDirAll(t *testing.T, r *rawFS, node, fh uint64, plus bool) []rawEntry {
+	t.Helper()
 	var all []rawEntry
 	off := uint64(0)
 	for {
 		buf := make([]byte, 1024)
 		l := fuse.NewDirEntryList(buf, off)
-		rin := &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: node}, Fh: oo.Fh, Offset: off, Size: uint32(len(buf))}
+		rin := &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: node}, Fh: fh, Offset: off, Size: uint32(len(buf))}
 		var st fuse.Status
 		if plus {
 			st = r.ReadDirPlus(nil, rin, l)
@@ -192,6 +199,61 @@ func TestRawReadDir(t *testing.T) {
 	l := fuse.NewDirEntryList(make([]byte, 512), 0)
 	if st := r.ReadDir(nil, &fuse.ReadIn{Fh: 9999}, l); st != fuse.EBADF {
 		t.Fatalf("unknown handle: %v", st)
+	}
+}
+
+// TestRawReadDirNoOpendir: where the kernel supports it, OPENDIR says
+// ENOSYS and READDIR comes with handle 0; listings come from the cache,
+// which keeps within its bound but always holds the directory being read.
+func TestRawReadDirNoOpendir(t *testing.T) {
+	fsys, _ := openImage(t, "default1k")
+	r := newRawFS(fsys)
+	r.noOpendir.Store(true)
+	var oo fuse.OpenOut
+	if st := r.OpenDir(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}}, &oo); st != fuse.ENOSYS {
+		t.Fatalf("opendir: %v, want ENOSYS", st)
+	}
+	if st := r.OpenDir(nil, &fuse.OpenIn{InHeader: fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}, Flags: syscall.O_WRONLY}, &oo); st != fuse.EROFS {
+		t.Fatalf("opendir for writing: %v, want EROFS", st)
+	}
+	bigIno, err := fsys.Lookup(ext4.RootIno, testimg.LargeDirPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootEnts, err := fsys.ReadDir(ext4.RootIno)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.listed.max = len(rootEnts) + 1 // the root fits, the large directory alone does not
+	for round := 0; round < 2; round++ {
+		for _, d := range []struct{ node, ino uint64 }{{fuse.FUSE_ROOT_ID, ext4.RootIno}, {bigIno, bigIno}} {
+			want, err := fsys.ReadDir(d.ino)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := readDirAll(t, r, d.node, 0, round == 1)
+			if len(got) != len(want)+2 || got[0].ino != d.ino || got[1].ino != ext4.RootIno {
+				t.Fatalf("dir %d: %d entries, want %d", d.ino, len(got), len(want)+2)
+			}
+			for i, w := range want {
+				if e := got[i+2]; e.name != w.Name || e.ino != w.Ino || e.off != uint64(i+3) {
+					t.Fatalf("dir %d entry %d: got %+v want %+v", d.ino, i, e, w)
+				}
+			}
+			r.listed.mu.Lock()
+			n, entries := r.listed.l.Len(), r.listed.entries
+			r.listed.mu.Unlock()
+			if n != 1 || entries != len(want) {
+				t.Fatalf("after dir %d: %d listings of %d entries cached, want 1 of %d", d.ino, n, entries, len(want))
+			}
+		}
+	}
+	// A directory that cannot be listed fails, and is not kept.
+	if st := r.ReadDir(nil, &fuse.ReadIn{InHeader: fuse.InHeader{NodeId: 1 << 40}}, fuse.NewDirEntryList(make([]byte, 512), 0)); st.Ok() {
+		t.Fatal("readdir of a node that does not exist succeeded")
+	}
+	if _, ok := r.listed.m[1<<40]; ok {
+		t.Fatal("a failed listing is cached")
 	}
 }
 

@@ -43,6 +43,9 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 	if in.Offset >= 1<<63 {
 		return fuse.ReadResultData(nil), fuse.OK
 	}
+	if in.Offset == 0 {
+		r.sib.read(ino)
+	}
 	n, err := r.fs.ReadAt(ino, buf[:size], int64(in.Offset))
 	if err != nil && err != io.EOF {
 		// A short reply would read as end of file (and zero-fill the page
