@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/chestfs/chestfs/ext4"
@@ -66,23 +65,6 @@ const (
 	// maxBackground bounds concurrent asynchronous (readahead) requests.
 	maxBackground = 64
 )
-
-// minProcs is the GOMAXPROCS a mount raises the process to: go-fuse's
-// reader goroutines block in read(2) on /dev/fuse, each holding a P while
-// it waits, so with GOMAXPROCS at 2 (a 2-core VM) a goroutine made
-// runnable meanwhile (the sibling pusher, the cache's readahead workers)
-// waits until the runtime's monitor takes a P back from a blocked reader,
-// 20 µs to 10 ms later, and every request pays for handing Ps around.
-// Spare Ps cost nothing while idle. Measured on 2 cores: 15-30% less CPU
-// per request, and the pusher keeps ahead of the reader.
-const minProcs = 8
-
-// raiseProcs raises GOMAXPROCS to minProcs unless the environment sets it.
-func raiseProcs() {
-	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
-		runtime.GOMAXPROCS(minProcs)
-	}
-}
 
 // directMount makes root mount with mount(2) and others (or root, should
 // that fail) through fusermount3; tests turn it off to exercise fusermount3.
@@ -147,7 +129,6 @@ func mount(fsys filesystem, mountpoint string, opts Options) (*Server, error) {
 		// also stats the entries (ls -l), plain READDIR otherwise.
 		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO,
 	}
-	raiseProcs()
 	raw := newRawFS(fsys)
 	raw.noPush = opts.NoSiblingPush
 	var served fuse.RawFileSystem = raw
