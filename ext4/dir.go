@@ -262,8 +262,9 @@ func (f *FS) inlineReadDir(in *inode, emit emitFunc) error {
 }
 
 // singleBlockReadDir is the kernel's hash-ordered readdir of a directory of
-// one block without an index (htree_dirblock_to_tree on block 0): unlike
-// the block-by-block readdir, a bad checksum fails the listing.
+// one block without an index (htree_dirblock_to_tree on block 0): entries
+// come in (hash, minor hash) order, not as stored, and unlike the
+// block-by-block readdir, a bad checksum fails the listing.
 func (f *FS) singleBlockReadDir(in *inode, emit emitFunc) error {
 	b, err := f.readDirBlock(in, 0, dbLeaf)
 	if err != nil {
@@ -276,8 +277,16 @@ func (f *FS) singleBlockReadDir(in *inode, emit emitFunc) error {
 	if _, _, ok := dirHash(nil, version, f.sb.sHashSeed); !ok {
 		return fmt.Errorf("%w: default hash version %d", ErrCorrupt, version)
 	}
-	_, why, at := f.walkEntries(b, len(b)-8, emit)
-	f.badEntry(in.ino, 0, why, at)
+	ents, err := f.leafNames(in, 0, b, version, 0, nil)
+	if err != nil {
+		return err
+	}
+	sortByHash(ents)
+	for _, e := range ents {
+		if !emit(e.name, e.ino, e.ft) {
+			return nil
+		}
+	}
 	return nil
 }
 

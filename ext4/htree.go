@@ -259,12 +259,7 @@ func (f *FS) dxReadDir(in *inode, emit emitFunc) error {
 		if err != nil {
 			return err
 		}
-		slices.SortStableFunc(ents, func(a, b dxName) int {
-			if a.hash != b.hash {
-				return cmpU32(a.hash, b.hash)
-			}
-			return cmpU32(a.minor, b.minor)
-		})
+		sortByHash(ents)
 		for _, e := range ents {
 			if !emit(e.name, e.ino, e.ft) {
 				return nil
@@ -279,6 +274,18 @@ func (f *FS) dxReadDir(in *inode, emit emitFunc) error {
 		}
 		start = next
 	}
+}
+
+// sortByHash puts entries in the kernel's readdir order: by hash, then
+// minor hash; entries equal in both keep their order on disk (the kernel
+// chains them in its rbtree as found).
+func sortByHash(ents []dxName) {
+	slices.SortStableFunc(ents, func(a, b dxName) int {
+		if a.hash != b.hash {
+			return cmpU32(a.hash, b.hash)
+		}
+		return cmpU32(a.minor, b.minor)
+	})
 }
 
 func cmpU32(a, b uint32) int {
