@@ -132,6 +132,24 @@ func TestBlob(t *testing.T) {
 			t.Errorf("exit after SIGTERM: %v; %s", err, m.stderr)
 		}
 	})
+	t.Run("speculative reads on and off", func(t *testing.T) {
+		requireFUSE(t)
+		for _, off := range []bool{false, true} {
+			mp := t.TempDir()
+			args := []string{"--auth", "anonymous", "--key-file", demoKey, "--debug"}
+			if off {
+				args = append(args, "--no-sibling-push", "--no-metadata-prefetch")
+			}
+			m := startMount(t, nil, append(args, pageURL, mp)...)
+			compareWithSource(t, mp)
+			if err := m.stop(t); err != nil {
+				t.Errorf("exit after SIGTERM: %v; %s", err, m.stderr)
+			}
+			if got := strings.Contains(m.stderr.String(), "metadata prefetch"); got == off {
+				t.Errorf("--no-metadata-prefetch %v: the log says the metadata prefetch ran: %v", off, got)
+			}
+		}
+	})
 	t.Run("mount equals the kernel's view", func(t *testing.T) {
 		requireFUSE(t)
 		v, _ := testimg.Lookup("default1k")

@@ -50,6 +50,8 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "metrics-addr", Category: "Mount", Usage: "serve Prometheus /metrics, /healthz and /readyz on `HOST:PORT`"},
 		&cli.StringFlag{Name: "ready-file", Category: "Mount", Usage: "create `FILE` once the mount serves (removed at unmount), for orchestrators"},
 		&cli.BoolFlag{Name: "daemon", Category: "Mount", Usage: "return once the mount serves and serve it in the background"},
+		&cli.BoolFlag{Name: "no-sibling-push", Category: "Mount", Usage: "do not read a directory's next small files ahead of a reader reading them one by one (tar, imports)"},
+		&cli.BoolFlag{Name: "no-metadata-prefetch", Category: "Mount", Usage: "do not load a blob's inode tables and directories at mount time (the first lookups then wait for them)"},
 		&cli.BoolFlag{Name: "debug", Category: "Mount", Usage: "log FUSE operations (never file data or names) and cache statistics"},
 		&cli.StringFlag{Name: "log-level", Category: "Mount", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Category: "Mount", Value: "text", Usage: "text or json"},
@@ -63,7 +65,7 @@ var logToFile bool
 // serveOptionsFrom parses serveFlags and sets up logging as they say.
 func serveOptionsFrom(c *cli.Context) (serveOptions, error) {
 	o := serveOptions{AllowOther: c.Bool("allow-other"), Debug: c.Bool("debug"), ReadyFile: c.String("ready-file"), Ready: readyNotifier(),
-		MetricsAddr: c.String("metrics-addr")}
+		MetricsAddr: c.String("metrics-addr"), NoSiblingPush: c.Bool("no-sibling-push"), NoMetadataPrefetch: c.Bool("no-metadata-prefetch")}
 	level := c.String("log-level")
 	if o.Debug {
 		level = "debug"

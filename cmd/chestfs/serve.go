@@ -46,7 +46,11 @@ type serveOptions struct {
 	Ready func()
 	// MetricsAddr serves Prometheus metrics, /healthz and /readyz there.
 	MetricsAddr string
-	metrics     *metrics.Metrics
+	// NoSiblingPush and NoMetadataPrefetch turn off the mount's two
+	// speculative reads (fusefs.Options.NoSiblingPush, prefetchMetadata).
+	NoSiblingPush      bool
+	NoMetadataPrefetch bool
+	metrics            *metrics.Metrics
 }
 
 // shutdownSignals end a mount (or are forwarded to the command of run).
@@ -232,11 +236,14 @@ func mountOne(ctx context.Context, spec mountSpec, opts serveOptions) (mounted, 
 		return mounted{}, err
 	}
 	// Only for a mount: a one-off ls or cat would pay for tables it never reads.
-	o.prefetchMetadata()
+	if !opts.NoMetadataPrefetch {
+		o.prefetchMetadata()
+	}
 	fo := fusefs.Options{
-		AllowOther: opts.AllowOther,
-		Debug:      opts.Debug,
-		FsName:     displaySource(spec.Config.Source.Path),
+		AllowOther:    opts.AllowOther,
+		Debug:         opts.Debug,
+		NoSiblingPush: opts.NoSiblingPush,
+		FsName:        displaySource(spec.Config.Source.Path),
 	}
 	if m := opts.metrics; m != nil {
 		fo.Observe = m.FUSEObserver(mp)
