@@ -95,7 +95,7 @@ func (r *rawFS) String() string { return "chestfs" }
 
 // Init learns what the kernel supports, before any request is served.
 func (r *rawFS) Init(s *fuse.Server) {
-	r.noOpendir.Store(s.KernelSettings().Flags&fuse.CAP_NO_OPENDIR_SUPPORT != 0)
+	r.noOpendir.Store(s.KernelSettings().Flags&capNoOpendir != 0)
 	if !r.noPush {
 		r.sib.start(r, s)
 	}
