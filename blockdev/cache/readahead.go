@@ -3,13 +3,15 @@ package cache
 // Readahead. Each read is matched to one of a few recent streams by its
 // offset: a read that starts from a chunk before to a few chunks past where a
 // stream ended continues it (the kernel sends a large read as several FUSE
-// READs that arrive in any order). Once a stream has read a whole chunk's
-// worth in order, or with one read of half a chunk or more, the chunks after
-// it are queued for the workers, a window that doubles as the stream goes
-// on, up to Readahead chunks, topped up a request's worth
-// (Options.FetchBytes) at a time when the source reads several chunks per
-// request, and never past the end of the stretch the reads say they belong
-// to (a file's extent; a stream that reached it follows the next read to the
+// READs that arrive in any order). Once a stream has read 256 KiB in order
+// (streamStart; a chunk, if less), or with one read of half a chunk or
+// more, the chunks after it are queued for the workers: the whole
+// window (Readahead chunks) at once for reads that say which stretch they
+// belong to (a file's extent), else a window that doubles as the stream
+// goes on; topped up a request's worth at a time when the source reads
+// several chunks per request (the window split into getsInFlight requests,
+// at most Options.FetchBytes each), and never past the end of the stretch
+// the reads say they belong to (a file's extent; a stream that reached it follows the next read to the
 // next extent). A small read that matches no stream starts a new one, so
 // random reads never trigger readahead. Reads by callers (demand) never wait
 // behind readahead: they start their own fetch, and the queue is bounded and
@@ -122,6 +124,14 @@ func (c *Cache) window(s *stream) int64 {
 	// 256 MiB read at 500 MB/s. What it may cost, a stream that stops
 	// early, is bounded by the end of the extent it reads (s.limit).
 	// Readers that catch up with the window may widen it (growReadahead).
+	if s.limit <= 0 {
+		// Reads that say nothing of their stretch (a filesystem's
+		// metadata): the window doubles with the stream's length, 4
+		// chunks once a whole chunk was read in order, then 8, ...
+		w := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
+		s.full = w == int64(c.ra)
+		return w
+	}
 	s.full = true
 	return int64(c.ra)
 }
