@@ -172,11 +172,12 @@ const getsInFlight = 16
 
 // requestChunks is the size of a readahead request (chunks) for a window
 // of ra chunks: the window split into getsInFlight requests, at most
-// FetchBytes, at least a chunk. Requests are handed out chunk by chunk as
+// FetchBytes, at least a quarter of that (a small window is not split into
+// a flood of one-chunk GETs). Requests are handed out chunk by chunk as
 // their bytes arrive (ProgressVecReaderAt), so their size sets how many
 // are in flight, not how long a reader waits.
 func (c *Cache) requestChunks(ra int) int {
-	return min(max(ra/getsInFlight, 1), c.runMax)
+	return min(max(ra/getsInFlight, c.runMax/4, 1), c.runMax)
 }
 
 // behindSlack: chunks this close behind a stream's furthest read are not yet
