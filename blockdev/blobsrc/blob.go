@@ -331,6 +331,16 @@ func (b *Blob) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 // ahead with one request (each request costs the service as much as
 // hundreds of KiB of body). It follows io.ReaderAt for the concatenation.
 func (b *Blob) ReadVecAtContext(ctx context.Context, bufs [][]byte, off int64) (int, error) {
+	return b.ReadVecAtProgress(ctx, bufs, off, nil)
+}
+
+// ReadVecAtProgress is ReadVecAtContext that also calls filled (when not
+// nil) with the count of bytes from off that are in bufs for good, each
+// time a buffer is complete, while the body still arrives: the cache hands
+// out each chunk of a large request as soon as its bytes are in, not when
+// the last one is. filled is called from the calling goroutine, with
+// growing counts; a retry resumes after them, so they stay valid.
+func (b *Blob) ReadVecAtProgress(ctx context.Context, bufs [][]byte, off int64, filled func(n int64)) (int, error) {
 	if off < 0 {
 		return 0, blockdev.ErrOutOfRange
 	}
@@ -361,7 +371,12 @@ func (b *Blob) ReadVecAtContext(ctx context.Context, bufs [][]byte, off int64) (
 	n := int64(0)
 	for n < total {
 		end := min(total, n+maxGet)
-		m, err := b.get(ctx, sliceVec(bufs, n, end), off+n)
+		var part func(int64)
+		if filled != nil {
+			base := n
+			part = func(m int64) { filled(base + m) }
+		}
+		m, err := b.get(ctx, sliceVec(bufs, n, end), off+n, part)
 		n += int64(m)
 		if err != nil {
 			if b.ctx.Err() != nil {
@@ -401,10 +416,14 @@ func sliceVec(bufs [][]byte, from, to int64) [][]byte {
 }
 
 // readVec fills bufs from r, skipping the first skip bytes of the
-// concatenation (already filled by an earlier try); it returns the bytes read.
-func readVec(r io.Reader, bufs [][]byte, skip int) (int, error) {
+// concatenation (already filled by an earlier try); it returns the bytes
+// read. filled (when not nil) hears the bytes of bufs complete so far, skip
+// included, after each buffer.
+func readVec(r io.Reader, bufs [][]byte, skip int, filled func(int64)) (int, error) {
 	n := 0
+	done := 0
 	for _, p := range bufs {
+		done += len(p)
 		if skip >= len(p) {
 			skip -= len(p)
 			continue
@@ -414,6 +433,9 @@ func readVec(r io.Reader, bufs [][]byte, skip int) (int, error) {
 		n += m
 		if err != nil {
 			return n, err
+		}
+		if filled != nil {
+			filled(int64(done))
 		}
 	}
 	return n, nil
@@ -429,7 +451,7 @@ func vecLen(bufs [][]byte) int {
 
 // get fills bufs (one run of bytes) from off with one ranged GET, retried; a
 // body cut short is resumed where it broke.
-func (b *Blob) get(ctx context.Context, bufs [][]byte, off int64) (int, error) {
+func (b *Blob) get(ctx context.Context, bufs [][]byte, off int64, filled func(int64)) (int, error) {
 	got := 0
 	size := vecLen(bufs)
 	etag := b.etag
@@ -452,7 +474,7 @@ func (b *Blob) get(ctx context.Context, bufs [][]byte, off int64) (int, error) {
 		if resp.ContentLength != nil && *resp.ContentLength != want {
 			return &shortError{fmt.Sprintf("range of %d bytes answered with %d", want, *resp.ContentLength)}
 		}
-		n, err := readVec(&countReader{r: resp.Body, p: p}, bufs, got)
+		n, err := readVec(&countReader{r: resp.Body, p: p}, bufs, got, filled)
 		got += n
 		b.bytesRead.Add(int64(n))
 		if err != nil {

@@ -57,6 +57,14 @@ type VecReaderAt interface {
 	ReadVecAtContext(ctx context.Context, bufs [][]byte, off int64) (int, error)
 }
 
+// ProgressVecReaderAt is a VecReaderAt that also says, while a request's
+// body arrives, how many bytes from off are in bufs for good (filled is
+// called from the reading goroutine with growing counts): the cache hands
+// out each chunk of a large request as soon as it is in.
+type ProgressVecReaderAt interface {
+	ReadVecAtProgress(ctx context.Context, bufs [][]byte, off int64, filled func(n int64)) (int, error)
+}
+
 // Options configures New. Zero values mean the defaults.
 type Options struct {
 	// ChunkSize is the unit of fetching and caching, rounded up to a
@@ -153,9 +161,9 @@ type Cache struct {
 	src     blockdev.Source
 	ctxSrc  ContextReaderAt
 	vecSrc  VecReaderAt
+	progSrc ProgressVecReaderAt
 	runMax  int // chunks per request (FetchBytes)
-	run     int // chunks per readahead request now: shrinks to runMin
-	runMin  int
+	run     int // chunks per readahead request now (requestChunks)
 	size    int64
 	chunk   int64
 	nChunks int64
@@ -231,6 +239,7 @@ func New(src blockdev.Source, o Options) *Cache {
 	c.arena = newArena(c.slots, int(c.chunk))
 	c.ctxSrc, _ = src.(ContextReaderAt)
 	c.vecSrc, _ = src.(VecReaderAt)
+	c.progSrc, _ = src.(ProgressVecReaderAt)
 	if o.FetchBytes == 0 {
 		o.FetchBytes = DefaultFetchBytes
 	}
@@ -238,10 +247,6 @@ func New(src blockdev.Source, o Options) *Cache {
 	if c.vecSrc != nil && o.FetchBytes > 0 {
 		c.runMax = max(o.FetchBytes/o.ChunkSize, 1)
 	}
-	// Readahead requests keep their size when the window grows: split
-	// into quarters they cost more CPU and GETs than they gained (a sweep
-	// of link settings, see scripts/bench-blob.sh).
-	c.run, c.runMin = c.runMax, c.runMax
 	c.nChunks = (c.size + c.chunk - 1) / c.chunk
 	c.ra = min(max(o.Readahead, 0), c.slots/2)
 	c.raMax = c.ra
@@ -253,6 +258,7 @@ func New(src blockdev.Source, o Options) *Cache {
 			c.raMax = max(c.ra, min(o.MaxReadahead, c.slots/4))
 		}
 	}
+	c.run = c.requestChunks(c.ra)
 	c.st.MaxBytes = int64(c.slots) * c.chunk
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	workers := o.Workers
@@ -261,7 +267,7 @@ func New(src blockdev.Source, o Options) *Cache {
 	}
 	if c.ra > 0 {
 		// Enough workers for the largest window, a request each.
-		workers = max(workers, (c.raMax+c.runMin-1)/c.runMin)
+		workers = max(workers, (c.raMax+c.requestChunks(c.raMax)-1)/c.requestChunks(c.raMax))
 		for range max(workers, 1) {
 			go c.worker()
 		}
@@ -607,14 +613,41 @@ func (c *Cache) fetchRun(run []*entry) {
 	for i, e := range run {
 		bufs[i] = e.buf
 	}
-	n, err := c.vecSrc.ReadVecAtContext(c.ctx, bufs, run[0].idx*c.chunk)
+	var n int
+	var err error
+	done := 0 // run[:done] are finished
+	if c.progSrc != nil {
+		// Each chunk is handed out as soon as its bytes are in: a reader
+		// waiting for the first chunk of a large request need not wait for
+		// the whole request.
+		var at int64 // bytes of run[:done]
+		n, err = c.progSrc.ReadVecAtProgress(c.ctx, bufs, run[0].idx*c.chunk, func(filled int64) {
+			k := done
+			for k < len(run) && at+int64(len(run[k].buf)) <= filled {
+				at += int64(len(run[k].buf))
+				k++
+			}
+			if k == done {
+				return
+			}
+			c.mu.Lock()
+			for ; done < k; done++ {
+				c.finish(run[done], len(run[done].buf), nil)
+			}
+			c.mu.Unlock()
+		})
+	} else {
+		n, err = c.vecSrc.ReadVecAtContext(c.ctx, bufs, run[0].idx*c.chunk)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Every chunk wholly read is good, whatever happened after it.
-	for _, e := range run {
+	for i, e := range run {
 		m := min(n, len(e.buf))
 		n -= m
-		c.finish(e, m, err)
+		if i >= done {
+			c.finish(e, m, err)
+		}
 	}
 }
 

@@ -3,13 +3,15 @@ package cache
 // Readahead. Each read is matched to one of a few recent streams by its
 // offset: a read that starts from a chunk before to a few chunks past where a
 // stream ended continues it (the kernel sends a large read as several FUSE
-// READs that arrive in any order). Once a stream has read a whole chunk's
-// worth in order, or with one read of half a chunk or more, the chunks after
-// it are queued for the workers, a window that doubles as the stream goes
-// on, up to Readahead chunks, topped up a request's worth
-// (Options.FetchBytes) at a time when the source reads several chunks per
-// request, and never past the end of the stretch the reads say they belong
-// to (a file's extent; a stream that reached it follows the next read to the
+// READs that arrive in any order). Once a stream has read 256 KiB in order
+// (streamStart; a chunk, if less), or with one read of half a chunk or
+// more, the chunks after it are queued for the workers: the whole
+// window (Readahead chunks) at once for reads that say which stretch they
+// belong to (a file's extent), else a window that doubles as the stream
+// goes on; topped up a request's worth at a time when the source reads
+// several chunks per request (the window split into getsInFlight requests,
+// at most Options.FetchBytes each), and never past the end of the stretch
+// the reads say they belong to (a file's extent; a stream that reached it follows the next read to the
 // next extent). A small read that matches no stream starts a new one, so
 // random reads never trigger readahead. Reads by callers (demand) never wait
 // behind readahead: they start their own fetch, and the queue is bounded and
@@ -81,7 +83,7 @@ func (c *Cache) observe(off, n, end int64) {
 			s.end = e
 		}
 	}
-	if s.seq < c.chunk {
+	if s.seq < min(c.chunk, streamStart) {
 		return
 	}
 	cur := (s.end - 1) / c.chunk
@@ -108,17 +110,30 @@ func (c *Cache) observe(off, n, end int64) {
 	}
 }
 
+// streamStart: a stream that read this much in order (or a chunk, if
+// less) is read ahead. The kernel's own readahead of a file read from its
+// start sends 32 KiB, 128 KiB, 256 KiB...: its third read confirms the
+// stream; random reads never continue one another.
+const streamStart = 256 << 10
+
 // window is how many chunks s reads ahead. c.mu held.
 func (c *Cache) window(s *stream) int64 {
-	// The window doubles with the stream's length: 4 chunks once a whole
-	// chunk was read in order, then 8, ... up to Readahead.
-	w := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
-	if w == int64(c.ra) {
-		// Full grown: readers that catch up with it may widen it
-		// (growReadahead).
-		s.full = true
+	// The whole window at once, as parallel downloaders start all their
+	// GETs at t=0: a window that doubled per chunk read cost a streaming
+	// reader several round trips of a nearly idle link, a fifth of a
+	// 256 MiB read at 500 MB/s. What it may cost, a stream that stops
+	// early, is bounded by the end of the extent it reads (s.limit).
+	// Readers that catch up with the window may widen it (growReadahead).
+	if s.limit <= 0 {
+		// Reads that say nothing of their stretch (a filesystem's
+		// metadata): the window doubles with the stream's length, 4
+		// chunks once a whole chunk was read in order, then 8, ...
+		w := min(int64(c.ra), int64(1)<<min(s.seq/c.chunk+1, 30))
+		s.full = w == int64(c.ra)
+		return w
 	}
-	return w
+	s.full = true
+	return int64(c.ra)
 }
 
 // growReadahead puts more readahead requests in flight: a read had to
@@ -127,7 +142,7 @@ func (c *Cache) window(s *stream) int64 {
 // more of them go faster together; when the link is full, a wider window
 // only costs memory, within the cache's bound. c.mu held.
 func (c *Cache) growReadahead() {
-	if c.run <= c.runMin && c.ra >= c.raMax {
+	if c.ra >= c.raMax {
 		return
 	}
 	full := false
@@ -140,13 +155,29 @@ func (c *Cache) growReadahead() {
 	}
 	// Doubled: each step is a reader stalled, and a slow path shows
 	// itself only after a request's time (8 MiB at 50 MB/s: 170 ms).
-	c.run = c.runMin
 	c.ra = min(2*c.ra, c.raMax)
+	c.run = c.requestChunks(c.ra)
 	c.st.ReadaheadGrown++
 	c.log.Debug("cache: more readahead in flight", "window_chunks", c.ra, "request_chunks", c.run)
 	for i := range c.streams {
 		c.streams[i].full = false
 	}
+}
+
+// getsInFlight is how many requests a full window keeps in flight, as
+// parallel downloaders (azcopy) do: a path that caps each TCP stream (a
+// WAN's share per connection) gives each request only so much, and the
+// reference of 16 parallel GETs reaches its aggregate.
+const getsInFlight = 16
+
+// requestChunks is the size of a readahead request (chunks) for a window
+// of ra chunks: the window split into getsInFlight requests, at most
+// FetchBytes, at least a quarter of that (a small window is not split into
+// a flood of one-chunk GETs). Requests are handed out chunk by chunk as
+// their bytes arrive (ProgressVecReaderAt), so their size sets how many
+// are in flight, not how long a reader waits.
+func (c *Cache) requestChunks(ra int) int {
+	return min(max(ra/getsInFlight, c.runMax/4, 1), c.runMax)
 }
 
 // behindSlack: chunks this close behind a stream's furthest read are not yet

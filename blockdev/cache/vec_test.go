@@ -75,7 +75,7 @@ func (s *vecSource) ReadVecAtContext(ctx context.Context, bufs [][]byte, off int
 func TestReadaheadCoalesced(t *testing.T) {
 	src := newVecSource(64*chunk, 8)
 	src.delay = time.Millisecond
-	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 64 * chunk, Readahead: 8, FetchBytes: 4 * chunk})
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 256 * chunk, Readahead: 64, FetchBytes: 4 * chunk})
 	buf := make([]byte, 16<<10)
 	for off := int64(0); off < src.Size(); off += int64(len(buf)) {
 		if n, err := c.ReadAt(buf, off); err != nil || n != len(buf) || !bytes.Equal(buf, src.data[off:off+int64(len(buf))]) {
@@ -113,7 +113,7 @@ func TestCoalescedCut(t *testing.T) {
 	// Slow reads, so that the reader cannot outrun the readahead workers
 	// on a busy machine (the test needs some readahead to cut).
 	src.delay = time.Millisecond
-	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 64 * chunk, Readahead: 8, FetchBytes: 4 * chunk})
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 256 * chunk, Readahead: 64, FetchBytes: 4 * chunk})
 	buf := make([]byte, 16<<10)
 	for off := int64(0); off < src.Size(); off += int64(len(buf)) {
 		if n, err := c.ReadAt(buf, off); err != nil || n != len(buf) || !bytes.Equal(buf, src.data[off:off+int64(len(buf))]) {
@@ -139,5 +139,69 @@ func TestCoalescedCut(t *testing.T) {
 		if src.got[r[0]+1] == 0 {
 			t.Errorf("chunk %d, cut, was never fetched whole", r[0]+1)
 		}
+	}
+}
+
+// progSource delivers a request's first chunk, says so, and holds the rest
+// until release is closed.
+type progSource struct {
+	*vecSource
+	release chan struct{}
+}
+
+func (s *progSource) ReadVecAtProgress(ctx context.Context, bufs [][]byte, off int64, filled func(int64)) (int, error) {
+	s.vmu.Lock()
+	s.runs = append(s.runs, [2]int64{off / chunk, int64(len(bufs))})
+	s.vmu.Unlock()
+	n := copy(bufs[0], s.data[off:])
+	filled(int64(n))
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return n, ctx.Err()
+	}
+	for _, b := range bufs[1:] {
+		n += copy(b, s.data[off+int64(n):])
+	}
+	filled(int64(n))
+	return n, nil
+}
+
+// A chunk of a request of several is handed out as soon as its bytes are
+// in (ProgressVecReaderAt), while the rest of the request is still on its
+// way.
+func TestProgressChunks(t *testing.T) {
+	src := &progSource{vecSource: newVecSource(16*chunk, 10), release: make(chan struct{})}
+	c := newCache(t, src, cache.Options{ChunkSize: chunk, MaxBytes: 16 * chunk, NoReadahead: true,
+		FetchBytes: 4 * chunk, IOTimeout: 20 * time.Second})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Prefetch([][2]int64{{0, 4 * chunk}})
+		done <- err
+	}()
+	eventually(t, "the request started", func() bool {
+		src.vmu.Lock()
+		defer src.vmu.Unlock()
+		return len(src.runs) == 1
+	})
+	buf := make([]byte, chunk)
+	// The request is held: only its first chunk can answer this read.
+	if n, err := c.ReadAt(buf, 0); err != nil || n != chunk || !bytes.Equal(buf, src.data[:chunk]) {
+		t.Fatalf("ReadAt(0) while the request is held: %d, %v", n, err)
+	}
+	close(src.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.ReadAt(buf, 3*chunk); err != nil || n != chunk || !bytes.Equal(buf, src.data[3*chunk:4*chunk]) {
+		t.Fatalf("ReadAt(3 chunks): %d, %v", n, err)
+	}
+	src.vmu.Lock()
+	defer src.vmu.Unlock()
+	if len(src.runs) != 1 || src.runs[0] != [2]int64{0, 4} {
+		t.Errorf("requests %v, want one of chunks 0..3", src.runs)
+	}
+	if st := c.Stats(); st.Fetches != 4 || st.FetchErrors != 0 {
+		t.Errorf("stats %+v: want 4 chunks fetched, no errors", st)
 	}
 }
