@@ -240,8 +240,9 @@ func (f *FS) readData(in *inode, p []byte, off uint64) error {
 		if phys == 0 {
 			clear(p[:n])
 		} else {
-			// The extent's end bounds the readahead below (a remote source).
-			k, err := blockdev.ReadAtRun(f.r, p[:n], int64(phys<<f.bits+inBlk), int64((phys+run)<<f.bits))
+			// The run's end bounds the readahead below (a remote source).
+			end := f.runEnd(in, lblk, phys, run)
+			k, err := blockdev.ReadAtRun(f.r, p[:n], int64(phys<<f.bits+inBlk), int64(end<<f.bits))
 			if k < int(n) {
 				if err == nil || errors.Is(err, io.EOF) {
 					err = fmt.Errorf("%w: short read at block %d", ErrCorrupt, phys)
@@ -253,6 +254,30 @@ func (f *FS) readData(in *inode, p []byte, off uint64) error {
 		off += n
 	}
 	return nil
+}
+
+// maxRunProbes bounds the extents runEnd looks at past the one read.
+const maxRunProbes = 8
+
+// runEnd is the physical block where the data read at lblk stops being
+// contiguous on the device: the end of its extent, extended over the next
+// extents while each starts where the last ended. Extents end at block
+// group boundaries (128 MiB with 4 KiB blocks) even when the file goes on
+// next to them, and readahead that stopped there would let a streaming
+// reader run dry once per boundary.
+func (f *FS) runEnd(in *inode, lblk, phys, run uint64) uint64 {
+	end := phys + run
+	for i := 0; i < maxRunProbes; i++ {
+		lblk += run
+		var next uint64
+		var err error
+		next, run, err = f.mapBlock(in, lblk)
+		if err != nil || next != end || run == 0 {
+			break
+		}
+		end += run
+	}
+	return end
 }
 
 // ReadAt reads a regular file's content like io.ReaderAt: holes and
