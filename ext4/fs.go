@@ -55,6 +55,7 @@ type groupDesc struct {
 	bgInodeTable      uint64
 	bgFreeBlocksCount uint32
 	bgFreeInodesCount uint32
+	bgUsedDirsCount   uint32
 	bgFlags           uint16
 	bgChecksum        uint16
 	bgItableUnused    uint32
@@ -282,6 +283,7 @@ func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 		bgInodeTable:      uint64(le32(0x8)),
 		bgFreeBlocksCount: uint32(le16(0xC)),
 		bgFreeInodesCount: uint32(le16(0xE)),
+		bgUsedDirsCount:   uint32(le16(0x10)),
 		bgFlags:           le16(0x12),
 		bgChecksum:        le16(0x1E),
 		bgItableUnused:    uint32(le16(0x1C)),
@@ -292,6 +294,7 @@ func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 		d.bgInodeTable |= uint64(le32(0x28)) << 32
 		d.bgFreeBlocksCount |= uint32(le16(0x2C)) << 16
 		d.bgFreeInodesCount |= uint32(le16(0x2E)) << 16
+		d.bgUsedDirsCount |= uint32(le16(0x30)) << 16
 		d.bgItableUnused |= uint32(le16(0x32)) << 16
 	}
 	if f.csum {

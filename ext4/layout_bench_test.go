@@ -84,5 +84,11 @@ func BenchmarkDirectoryRanges(b *testing.B) {
 		if err != nil || len(rs) == 0 {
 			b.Fatal(rs, err)
 		}
+		var n int64
+		for _, r := range rs {
+			n += r[1]
+		}
+		b.ReportMetric(float64(len(rs)), "ranges")
+		b.ReportMetric(float64(n), "bytes")
 	}
 }
