@@ -36,10 +36,16 @@ type FS struct {
 	replayed   bool // the journal was replayed in memory
 }
 
-// Cache bounds: metadata blocks (bytes) and parsed inodes (count).
+// Cache bounds: metadata blocks (bytes) and parsed inodes (count). The
+// inode cache holds the inodes in use, at least inodeCacheMin and at most
+// inodeCacheMax (a parsed inode with its raw record and LRU entry takes
+// about 600 bytes: at most some 40 MiB). A tree walk stats every inode, and
+// a cache smaller than the tree churns: each miss decodes and checksums the
+// record again and the inserts alone cost a fifth of a READDIRPLUS.
 const (
 	blockCacheBytes = 8 << 20
-	inodeCacheSize  = 8192
+	inodeCacheMin   = 8192
+	inodeCacheMax   = 1 << 16
 )
 
 // groupDesc holds the fields of struct ext4_group_desc this reader uses.
@@ -49,6 +55,7 @@ type groupDesc struct {
 	bgInodeTable      uint64
 	bgFreeBlocksCount uint32
 	bgFreeInodesCount uint32
+	bgUsedDirsCount   uint32
 	bgFlags           uint16
 	bgChecksum        uint16
 	bgItableUnused    uint32
@@ -131,12 +138,25 @@ func (f *FS) load() error {
 	if f.blocks.max < 16 {
 		f.blocks.max = 16
 	}
-	f.inodes.max = inodeCacheSize
 	if err := f.readGroups(); err != nil {
 		return err
 	}
 	f.itable.max = f.itableSize()
+	f.inodes.max = f.inodeCacheSize()
 	return nil
+}
+
+// inodeCacheSize is the inode cache's bound: the inodes in use by the
+// group descriptors' free counts (a damaged count only moves the bound
+// within [inodeCacheMin, inodeCacheMax]).
+func (f *FS) inodeCacheSize() int {
+	ipg := uint64(f.sb.sInodesPerGroup)
+	var used uint64
+	for g := range f.groups {
+		used += ipg - min(uint64(f.groups[g].bgFreeInodesCount), ipg)
+	}
+	used += used / 8
+	return int(min(max(used, inodeCacheMin), inodeCacheMax))
 }
 
 // BlockSize returns the filesystem block size in bytes.
@@ -263,6 +283,7 @@ func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 		bgInodeTable:      uint64(le32(0x8)),
 		bgFreeBlocksCount: uint32(le16(0xC)),
 		bgFreeInodesCount: uint32(le16(0xE)),
+		bgUsedDirsCount:   uint32(le16(0x10)),
 		bgFlags:           le16(0x12),
 		bgChecksum:        le16(0x1E),
 		bgItableUnused:    uint32(le16(0x1C)),
@@ -273,6 +294,7 @@ func (f *FS) decodeGroup(g uint64, b []byte) (groupDesc, bool) {
 		d.bgInodeTable |= uint64(le32(0x28)) << 32
 		d.bgFreeBlocksCount |= uint32(le16(0x2C)) << 16
 		d.bgFreeInodesCount |= uint32(le16(0x2E)) << 16
+		d.bgUsedDirsCount |= uint32(le16(0x30)) << 16
 		d.bgItableUnused |= uint32(le16(0x32)) << 16
 	}
 	if f.csum {

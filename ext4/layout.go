@@ -1,7 +1,6 @@
 package ext4
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 )
@@ -16,26 +15,11 @@ import (
 // when the group descriptors are checksummed; whole tables otherwise),
 // merged where adjacent. It reads nothing.
 func (f *FS) InodeTableRanges() [][2]int64 {
-	isz := uint64(f.sb.sInodeSize)
-	ipg := uint64(f.sb.sInodesPerGroup)
-	trustUnused := f.csum || f.sb.roCompat(roCompatGdtCsum)
 	var out [][2]int64
 	for g := uint64(0); g < f.ngroup; g++ {
-		d := &f.groups[g]
-		used := ipg
-		if trustUnused {
-			if d.bgFlags&bgInodeUninit != 0 {
-				continue
-			}
-			used = ipg - min(uint64(d.bgItableUnused), ipg)
+		if used := f.usedRecords(g); used > 0 {
+			out = appendRange(out, int64(f.groups[g].bgInodeTable*f.bs), int64(used*uint64(f.sb.sInodeSize)))
 		}
-		if first := g * ipg; first+used > uint64(f.sb.sInodesCount) {
-			used = uint64(f.sb.sInodesCount) - min(first, uint64(f.sb.sInodesCount))
-		}
-		if used == 0 {
-			continue
-		}
-		out = appendRange(out, int64(d.bgInodeTable*f.bs), int64(used*isz))
 	}
 	return out
 }
@@ -43,32 +27,34 @@ func (f *FS) InodeTableRanges() [][2]int64 {
 // DirectoryRanges returns the byte ranges on the device of the blocks of
 // every directory (and of their extent-tree blocks), found by reading the
 // inode tables in use (InodeTableRanges: fetch those first, they are read
-// here in 1 MiB pieces). It stops, with what it found so far, once the
-// directory blocks reach limit bytes or the inode tables read reach
-// 4*limit, so a huge image never costs a huge scan. A damaged inode is
-// skipped: the lookup that needs it reports the damage.
+// here in 1 MiB pieces). Only groups whose descriptor counts directories
+// (bg_used_dirs_count) are read, each only up to its last directory: a
+// tree's directories are a small part of its inodes. It stops, with what
+// it found so far, once the directory blocks reach limit bytes or the
+// inode tables read reach 4*limit, so a huge image never costs a huge
+// scan. A damaged inode is skipped, and a wrong count only leaves
+// directories out: the lookup that needs one reads it then.
 func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
-	isz := int64(f.sb.sInodeSize)
+	isz := uint64(f.sb.sInodeSize)
+	ipg := uint64(f.sb.sInodesPerGroup)
 	var out [][2]int64
 	var total, scanned int64
 	buf := make([]byte, (1<<20)/isz*isz)
-	idx := f.tableIndex()
-	for _, r := range f.InodeTableRanges() {
-		for done := int64(0); done < r[1]; {
-			b := buf[:min(int64(len(buf)), r[1]-done)]
-			if k, err := f.r.ReadAt(b, r[0]+done); k < len(b) {
-				return out, fmt.Errorf("ext4: reading the inode table at %d: %w", r[0]+done, err)
+	for g := uint64(0); g < f.ngroup; g++ {
+		d := &f.groups[g]
+		want, n := uint64(d.bgUsedDirsCount), f.usedRecords(g)*isz
+		for done := uint64(0); done < n && want > 0; {
+			b := buf[:min(uint64(len(buf)), n-done)]
+			if k, err := f.r.ReadAt(b, int64(d.bgInodeTable*f.bs+done)); k < len(b) {
+				return out, fmt.Errorf("ext4: reading the inode table at %d: %w", d.bgInodeTable*f.bs+done, err)
 			}
-			for o := int64(0); o+isz <= int64(len(b)); o += isz {
+			for o := uint64(0); o+isz <= uint64(len(b)) && want > 0; o += isz {
 				rec := b[o : o+isz]
 				if !isDirRecord(rec) {
 					continue
 				}
-				ino, ok := idx.inoAt(r[0]+done+o, uint64(isz))
-				if !ok {
-					continue
-				}
-				in, err := f.decodeInode(ino, slices.Clone(rec))
+				want--
+				in, err := f.decodeInode(g*ipg+(done+o)/isz+1, slices.Clone(rec))
 				if err != nil || !in.isDir() || in.iFlags&flagInlineData != 0 {
 					continue
 				}
@@ -77,7 +63,7 @@ func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
 					return out, nil
 				}
 			}
-			done += int64(len(b))
+			done += uint64(len(b))
 			scanned += int64(len(b))
 			if scanned >= 4*limit {
 				return out, nil
@@ -87,49 +73,31 @@ func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
 	return out, nil
 }
 
+// usedRecords is how many records of group g's inode table can hold
+// inodes in use: up to the itable_unused mark when the group descriptors
+// are checksummed (none in an INODE_UNINIT group), the whole table
+// otherwise, never past s_inodes_count.
+func (f *FS) usedRecords(g uint64) uint64 {
+	d := &f.groups[g]
+	ipg := uint64(f.sb.sInodesPerGroup)
+	used := ipg
+	if f.csum || f.sb.roCompat(roCompatGdtCsum) {
+		if d.bgFlags&bgInodeUninit != 0 {
+			return 0
+		}
+		used = ipg - min(uint64(d.bgItableUnused), ipg)
+	}
+	if first := g * ipg; first+used > uint64(f.sb.sInodesCount) {
+		used = uint64(f.sb.sInodesCount) - min(first, uint64(f.sb.sInodesCount))
+	}
+	return used
+}
+
 // isDirRecord: a raw inode record of a live directory (mode S_IFDIR, links).
 func isDirRecord(b []byte) bool {
 	mode := uint16(b[iModeOff]) | uint16(b[iModeOff+1])<<8
 	links := uint16(b[iLinksOff]) | uint16(b[iLinksOff+1])<<8
 	return mode&0xF000 == 0x4000 && links != 0
-}
-
-// tableIndex finds the inode whose record is at a device byte position:
-// the groups' inode tables sorted by start, searched in O(log groups) (a
-// terabyte image has thousands of groups, and the scan asks per record).
-type tableIndex struct {
-	starts []uint64 // byte offset of each table, ascending
-	groups []uint64 // the group of each
-	span   uint64   // bytes in one table
-	ipg    uint64
-}
-
-func (f *FS) tableIndex() *tableIndex {
-	t := &tableIndex{span: uint64(f.sb.sInodesPerGroup) * uint64(f.sb.sInodeSize), ipg: uint64(f.sb.sInodesPerGroup)}
-	order := make([]uint64, f.ngroup)
-	for g := range order {
-		order[g] = uint64(g)
-	}
-	slices.SortFunc(order, func(a, b uint64) int {
-		return cmp.Compare(f.groups[a].bgInodeTable, f.groups[b].bgInodeTable)
-	})
-	for _, g := range order {
-		t.starts = append(t.starts, f.groups[g].bgInodeTable*f.bs)
-		t.groups = append(t.groups, g)
-	}
-	return t
-}
-
-// inoAt is the inode number whose record is at device byte pos.
-func (t *tableIndex) inoAt(pos int64, isz uint64) (uint64, bool) {
-	i, found := slices.BinarySearch(t.starts, uint64(pos))
-	if !found {
-		i--
-	}
-	if i < 0 || uint64(pos)-t.starts[i] >= t.span {
-		return 0, false
-	}
-	return t.groups[i]*t.ipg + (uint64(pos)-t.starts[i])/isz + 1, true
 }
 
 // appendDirBlocks adds the physical blocks of directory in to out, and the
