@@ -252,6 +252,12 @@ echo "== openssl speed -evp aes-256-xts (one core, for context)"
 openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null | tail -1 |
 	awk '{ v = $NF; sub(/k$/, "", v); printf "   %s MB/s at 4096-byte blocks\n", int(v * 1000 / 1e6) }'
 
+echo "== peak memory of the chestfs mounts (VmHWM; their caches are bounded, see docs/performance.md)"
+for p in $MOUNT_PIDS; do
+	printf '   pid %s (%s): %s\n' "$p" "$(tr '\0' ' ' </proc/"$p"/cmdline | grep -o -- '--verity-root' || echo plain)" \
+		"$(awk '/^VmHWM/ { printf "%d MiB", $2 / 1024 }' /proc/"$p"/status)"
+done
+
 echo "== result (ratio: chestfs speed / kernel speed)"
 if [ "$SIZE_MB" -gt 0 ]; then
 	printf '   median of %d: chestfs mount %d MB/s   kernel loop mount (plaintext) %d MB/s   ratio %s (target >= 0.5)\n' "$REPS" \
