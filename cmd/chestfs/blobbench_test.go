@@ -1043,6 +1043,11 @@ func BenchmarkBlobMountUp(b *testing.B) {
 			}
 			up := time.Since(t0)
 			g := srv.gets() - g0
+			// The prefetch's breakdown is logged when its background part
+			// ends: wait for it (a bounded while) before unmounting.
+			for prefetch && !strings.Contains(se.String(), "metadata prefetched") && time.Since(t0) < 10*time.Second {
+				time.Sleep(10 * time.Millisecond)
+			}
 			cmd.Process.Signal(syscall.SIGTERM)
 			if err := cmd.Wait(); err != nil {
 				b.Errorf("mount exit: %v: %s", err, se.String())
@@ -1051,7 +1056,7 @@ func BenchmarkBlobMountUp(b *testing.B) {
 			gets = append(gets, g)
 			if prefetch {
 				for _, l := range strings.Split(se.String(), "\n") {
-					if strings.Contains(l, "metadata prefetched") {
+					if strings.Contains(l, "metadata prefetched") || strings.Contains(l, "cache: closed") {
 						b.Logf("%s", l)
 					}
 				}
