@@ -1,6 +1,7 @@
 package ext4
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 )
@@ -35,9 +36,41 @@ func (f *FS) InodeTableRanges() [][2]int64 {
 // scan. A damaged inode is skipped, and a wrong count only leaves
 // directories out: the lookup that needs one reads it then.
 func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
+	return f.DirectoryRangesFetch(limit, nil)
+}
+
+// DirectoryRangesFetch is DirectoryRanges that first hands fetch the
+// device ranges of the directories' extent index blocks (found in the
+// inodes, not read), so that a remote source loads them all at once before
+// they are walked: one round trip for every directory, not one each.
+func (f *FS) DirectoryRangesFetch(limit int64, fetch func([][2]int64)) ([][2]int64, error) {
+	dirs, err := f.directoryInodes(limit)
+	if fetch != nil {
+		var idx [][2]int64
+		for _, in := range dirs {
+			idx = f.appendIndexBlocks(idx, in)
+		}
+		if len(idx) > 0 {
+			fetch(idx)
+		}
+	}
+	var out [][2]int64
+	var total int64
+	for _, in := range dirs {
+		if out, total = f.appendDirBlocks(out, total, in); total >= limit {
+			break
+		}
+	}
+	return out, err
+}
+
+// directoryInodes decodes the directories found in the inode tables, in
+// table order, until their sizes add up to limit or the tables read reach
+// 4*limit; on a read error it returns those found so far with it.
+func (f *FS) directoryInodes(limit int64) ([]*inode, error) {
 	isz := uint64(f.sb.sInodeSize)
 	ipg := uint64(f.sb.sInodesPerGroup)
-	var out [][2]int64
+	var dirs []*inode
 	var total, scanned int64
 	buf := make([]byte, (1<<20)/isz*isz)
 	for g := uint64(0); g < f.ngroup; g++ {
@@ -46,7 +79,7 @@ func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
 		for done := uint64(0); done < n && want > 0; {
 			b := buf[:min(uint64(len(buf)), n-done)]
 			if k, err := f.r.ReadAt(b, int64(d.bgInodeTable*f.bs+done)); k < len(b) {
-				return out, fmt.Errorf("ext4: reading the inode table at %d: %w", d.bgInodeTable*f.bs+done, err)
+				return dirs, fmt.Errorf("ext4: reading the inode table at %d: %w", d.bgInodeTable*f.bs+done, err)
 			}
 			for o := uint64(0); o+isz <= uint64(len(b)) && want > 0; o += isz {
 				rec := b[o : o+isz]
@@ -58,19 +91,41 @@ func (f *FS) DirectoryRanges(limit int64) ([][2]int64, error) {
 				if err != nil || !in.isDir() || in.iFlags&flagInlineData != 0 {
 					continue
 				}
-				out, total = f.appendDirBlocks(out, total, in)
-				if total >= limit {
-					return out, nil
+				dirs = append(dirs, in)
+				// At least a block each, so that empty directories cannot grow the list unbounded.
+				if total += int64(max(f.dirBlocks(in), 1) * f.bs); total >= limit {
+					return dirs, nil
 				}
 			}
 			done += uint64(len(b))
 			scanned += int64(len(b))
 			if scanned >= 4*limit {
-				return out, nil
+				return dirs, nil
 			}
 		}
 	}
-	return out, nil
+	return dirs, nil
+}
+
+// appendIndexBlocks adds the blocks the extent root in the inode points to
+// (the next level of a directory's extent tree, when it has one).
+func (f *FS) appendIndexBlocks(out [][2]int64, in *inode) [][2]int64 {
+	if in.iFlags&flagExtents == 0 {
+		return out
+	}
+	node := in.iBlock[:]
+	h, err := decodeExtentHeader(node)
+	if err != nil || h.ehDepth == 0 {
+		return out
+	}
+	for i := 0; i < int(h.ehEntries) && 24+12*i <= len(node); i++ {
+		e := node[12+12*i : 24+12*i]
+		child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
+		if child != 0 && child < f.sb.sBlocksCount {
+			out = appendRange(out, int64(child*f.bs), int64(f.bs))
+		}
+	}
+	return out
 }
 
 // usedRecords is how many records of group g's inode table can hold

@@ -2,10 +2,12 @@ package ext4_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/chestfs/chestfs/ext4"
@@ -106,5 +108,96 @@ func TestMetadataRanges(t *testing.T) {
 	// A small limit stops the scan early rather than failing it.
 	if small, err := fsys.DirectoryRanges(bs); err != nil || len(small) == 0 || len(small) > len(dr) {
 		t.Errorf("DirectoryRanges(one block): %v, %v", small, err)
+	}
+}
+
+// readLog is a device that records the offsets read.
+type readLog struct {
+	io.ReaderAt
+	mu   sync.Mutex
+	offs []int64
+}
+
+func (r *readLog) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	r.offs = append(r.offs, off)
+	r.mu.Unlock()
+	return r.ReaderAt.ReadAt(p, off)
+}
+
+// TestDirectoryRangesFetch: directories whose extent trees have an index
+// level (the kernel wrote two directories' blocks interleaved) hand their
+// index blocks to fetch before anything reads them, so the walk that
+// follows reads only blocks fetch was given, and the ranges are those of
+// DirectoryRanges.
+func TestDirectoryRangesFetch(t *testing.T) {
+	img := testimg.Mkfs(t, t.TempDir(), 32, "-b", "1024")
+	testimg.DirtyCopy(t, img, func(mnt string) error {
+		for _, d := range []string{"a", "b"} {
+			if err := os.Mkdir(filepath.Join(mnt, d), 0o755); err != nil {
+				return err
+			}
+		}
+		for i := range 1500 {
+			for _, d := range []string{"a", "b"} {
+				if err := os.WriteFile(filepath.Join(mnt, d, fmt.Sprintf("some-fairly-long-file-name-%d", i)), []byte("x"), 0o644); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if ex := testimg.Debugfs(t, img, false, "ex /a"); !strings.Contains(ex, " 0/ 1 ") {
+		t.Fatalf("directory a has no index level, the case under test:\n%s", ex)
+	}
+	fh, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	st, _ := fh.Stat()
+	want, err := func() ([][2]int64, error) {
+		f, err := ext4.Open(fh, st.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.DirectoryRanges(1 << 30)
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &readLog{ReaderAt: fh}
+	f, err := ext4.Open(dev, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var given [][2]int64
+	mark := -1
+	got, err := f.DirectoryRangesFetch(1<<30, func(idx [][2]int64) {
+		given = idx
+		dev.mu.Lock()
+		mark = len(dev.offs)
+		dev.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark < 0 || len(given) < 2 {
+		t.Fatalf("fetch given %v", given)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ranges differ from DirectoryRanges:\n got %v\nwant %v", got, want)
+	}
+	if len(dev.offs) == mark {
+		t.Fatal("the walk read no index block")
+	}
+	for _, off := range dev.offs[mark:] {
+		in := false
+		for _, r := range given {
+			in = in || off >= r[0] && off < r[0]+r[1]
+		}
+		if !in {
+			t.Errorf("the walk read %d, outside the index blocks fetch was given (%v)", off, given)
+		}
 	}
 }

@@ -51,7 +51,9 @@ func (o *opened) prefetchMetadata() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		dirs, err2 := o.fs.DirectoryRanges(limit)
+		// Directories' extent index blocks in one parallel round first:
+		// walked one by one, each cost a round trip (100k files: 1.1 s).
+		dirs, err2 := o.fs.DirectoryRangesFetch(limit, func(idx [][2]int64) { o.cache.Prefetch(shift(idx)) })
 		t2 := time.Now()
 		n2, err3 := o.cache.Prefetch(shift(dirs))
 		slog.Debug("metadata prefetched", "inode_table_chunks", n1, "directory_chunks", n2, "directory_ranges", len(dirs),
