@@ -38,6 +38,18 @@ func decodeExtentHeader(b []byte) (extentHeader, error) {
 	return h, nil
 }
 
+// eiLeaf is an extent index's ei_leaf_hi:ei_leaf_lo, the block of the
+// next level of the tree (struct ext4_extent_idx, e 12 bytes).
+func eiLeaf(e []byte) uint64 {
+	return uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
+}
+
+// eeStart is an extent's ee_start_hi:ee_start_lo, its first physical
+// block (struct ext4_extent, e 12 bytes).
+func eeStart(e []byte) uint64 {
+	return uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:]))
+}
+
 // mapBlock maps logical block lblk of a file to a physical block. It
 // returns phys 0 for a hole or an unwritten extent (both read as zeros)
 // and run, the number of blocks from lblk that map the same way
@@ -104,7 +116,7 @@ func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, bool, error) {
 		if h.ehDepth == 0 {
 			start := uint64(binary.LittleEndian.Uint32(e[0:]))
 			ln := uint64(binary.LittleEndian.Uint16(e[4:]))
-			phys := uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:]))
+			phys := eeStart(e)
 			unwritten := ln > initMaxLen
 			if unwritten {
 				ln -= initMaxLen
@@ -120,7 +132,7 @@ func (f *FS) mapExtent(in *inode, lblk uint64) (uint64, uint64, bool, error) {
 			}
 			return phys + (lblk - start), start + ln - lblk, unwritten, nil
 		}
-		child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
+		child := eiLeaf(e)
 		blk, err := f.block(child)
 		if err != nil {
 			return 0, 0, false, err

@@ -278,7 +278,7 @@ func (f *FS) checkExtentRoot(in *inode) error {
 			return fmt.Errorf("%w: extent entries out of order", ErrCorrupt)
 		}
 		if h.ehDepth > 0 {
-			child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
+			child := eiLeaf(e)
 			if !f.blockValid(child, 1) {
 				return fmt.Errorf("%w: extent index points to block %d", ErrCorrupt, child)
 			}
@@ -289,7 +289,7 @@ func (f *FS) checkExtentRoot(in *inode) error {
 		if ln > initMaxLen {
 			ln -= initMaxLen
 		}
-		phys := uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:]))
+		phys := eeStart(e)
 		if ln == 0 || !f.blockValid(phys, ln) {
 			return fmt.Errorf("%w: extent maps %d blocks at block %d", ErrCorrupt, ln, phys)
 		}

@@ -25,22 +25,11 @@ const (
 )
 
 // usedItable reports the blocks of group g's inode table that can hold
-// inodes in use: [start, end). With group checksums, bg_itable_unused
-// and the INODE_UNINIT flag mark the never-used tail as the kernel trusts
-// them (it reads ahead only up to there, too).
+// inodes in use: [start, end), the records usedRecords counts (the kernel
+// reads ahead only up to there, too).
 func (f *FS) usedItable(g uint64) (start, end uint64) {
-	d := &f.groups[g]
-	ipg := uint64(f.sb.sInodesPerGroup)
-	used := ipg
-	if f.csum || f.sb.roCompat(roCompatGdtCsum) {
-		if d.bgFlags&bgInodeUninit != 0 {
-			used = 0
-		} else {
-			used = ipg - min(uint64(d.bgItableUnused), ipg)
-		}
-	}
-	start = d.bgInodeTable
-	end = start + (used*uint64(f.sb.sInodeSize)+f.bs-1)/f.bs
+	start = f.groups[g].bgInodeTable
+	end = start + (f.usedRecords(g)*uint64(f.sb.sInodeSize)+f.bs-1)/f.bs
 	return start, min(end, f.sb.sBlocksCount)
 }
 

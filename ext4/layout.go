@@ -1,7 +1,6 @@
 package ext4
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 )
@@ -118,10 +117,9 @@ func (f *FS) appendIndexBlocks(out [][2]int64, in *inode) [][2]int64 {
 	if err != nil || h.ehDepth == 0 {
 		return out
 	}
-	for i := 0; i < int(h.ehEntries) && 24+12*i <= len(node); i++ {
-		e := node[12+12*i : 24+12*i]
-		child := uint64(binary.LittleEndian.Uint16(e[8:]))<<32 | uint64(binary.LittleEndian.Uint32(e[4:]))
-		if child != 0 && child < f.sb.sBlocksCount {
+	// decodeExtentHeader checked that the entries fit in i_block.
+	for i := 0; i < int(h.ehEntries); i++ {
+		if child := eiLeaf(node[12+12*i : 24+12*i]); child != 0 && child < f.sb.sBlocksCount {
 			out = appendRange(out, int64(child*f.bs), int64(f.bs))
 		}
 	}
