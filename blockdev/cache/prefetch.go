@@ -17,14 +17,14 @@ func (c *Cache) Prefetch(ranges [][2]int64) (int, error) {
 	var runs [][]*entry
 	c.mu.Lock()
 	budget := c.slots / 2
-	var last int64 = -1
 	for _, r := range ranges {
 		if r[1] <= 0 || r[0] < 0 || r[0] >= c.size {
 			continue
 		}
 		first, end := r[0]/c.chunk, (min(r[0]+r[1], c.size)-1)/c.chunk
-		for idx := max(first, last+1); idx <= end && budget > 0 && !c.isClosed; idx++ {
-			last = idx
+		for idx := first; idx <= end && budget > 0 && !c.isClosed; idx++ {
+			// Loaded, in flight, or taken by an earlier range (ranges
+			// sharing a chunk, in any order).
 			if _, ok := c.entries[idx]; ok {
 				continue
 			}
