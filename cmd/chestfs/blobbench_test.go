@@ -1022,10 +1022,11 @@ func BenchmarkBlobMountUp(b *testing.B) {
 		var ups []float64
 		var gets []int64
 		for range rounds {
-			cmd := exec.Command(binPath, append([]string{"mount"}, args...)...)
+			a := args
 			if !prefetch {
-				cmd.Env = append(os.Environ(), noPrefetchEnv+"=1")
+				a = append([]string{"--no-metadata-prefetch"}, args...)
 			}
+			cmd := exec.Command(binPath, append([]string{"mount"}, a...)...)
 			var se bytes.Buffer
 			cmd.Stderr = &se
 			g0 := srv.gets()
