@@ -147,6 +147,7 @@ func FuzzOpen(f *testing.F) {
 			return
 		}
 		walkAll(fsys, 300)
+		checkLayout(t, fsys)
 		x := fsys.IOFS()
 		x.ReadDir(".")
 		x.Stat("short")
@@ -187,7 +188,25 @@ func FuzzPatch(f *testing.F) {
 			return
 		}
 		walkAll(fsys, 300)
+		checkLayout(t, fsys)
 	})
+}
+
+// checkLayout runs what a mount prefetches over a damaged image: no panic,
+// no hang, and ranges a source can read (a negative offset or length would
+// make the prefetch read nonsense).
+func checkLayout(t *testing.T, fsys *ext4.FS) {
+	t.Helper()
+	check := func(what string, rs [][2]int64) {
+		for _, r := range rs {
+			if r[0] < 0 || r[1] <= 0 {
+				t.Fatalf("%s: range %v", what, r)
+			}
+		}
+	}
+	check("inode tables", fsys.InodeTableRanges())
+	dirs, _ := fsys.DirectoryRangesFetch(1<<20, func(idx [][2]int64) { check("index blocks", idx) })
+	check("directories", dirs)
 }
 
 // FuzzResolve resolves arbitrary paths in the seed images: no panic or
